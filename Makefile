@@ -1,0 +1,57 @@
+# Two commands do everything: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The quick start serves plain HTTP on loopback, so the HTTPS-only defaults are relaxed.
+LOCAL_HTTP := SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
+
+.PHONY: run test install lint format migrations-check demo clean
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || { \
+	  echo "error: Python 3.11 with venv is needed. On Debian: sudo apt-get install python3.11 python3.11-venv" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(RUNTIME_STAMP)
+
+install: $(RUNTIME_STAMP)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrations-check: $(DEV_STAMP)
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+# Real PostgreSQL and Redis: throwaway servers unless TEST_DATABASE_URL and TEST_REDIS_URL are set.
+test: lint migrations-check
+	$(BIN)/python scripts/test_services.py -- $(BIN)/pytest $(PYTEST_ARGS)
+
+# Loads a small demo data set once: --if-empty skips a database that already has users.
+demo: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo --if-empty --users 200 --orgs 10 --transactions 5000 --keys-out var/demo-keys.csv
+
+run: demo
+	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
+	$(BIN)/python manage.py demo_info --keys var/demo-keys.csv
+	$(LOCAL_HTTP) BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

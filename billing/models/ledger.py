@@ -1,0 +1,125 @@
+"""The credit ledger: pre-computed balances and the append-only transaction log."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from billing.money import credit_field
+from ops_center.db import ReportIndex
+
+
+class CreditAccount(models.Model):
+    """A user's personal balance, kept in step with the ledger in one transaction.
+
+    Balances are never summed on read; a debit is one conditional UPDATE
+    (``balance = balance - x WHERE balance >= x``) and the constraint below is
+    the last line of defence against overspending.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_account")
+    balance = credit_field()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="credit_account_balance_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"account of user {self.user_id}: {self.balance}"
+
+
+class TransactionType(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    USAGE = "usage", "Usage"
+    ALLOCATION = "allocation", "Allocation"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+    REFRESH = "refresh", "Refresh"
+    EXPIRY = "expiry", "Expiry"
+
+
+class CreditTransaction(models.Model):
+    """One append-only ledger row. Corrections are new rows, never edits.
+
+    Rows without an org move the user's personal balance; rows with an org move
+    the user's allocation in that org. ``credits_before``/``credits_after``
+    chain per (user, org) and always satisfy after = before + amount.
+    """
+
+    Type = TransactionType
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_transactions")
+    org = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_transactions"
+    )
+    transaction_type = models.CharField(max_length=16, choices=TransactionType.choices)
+    amount = credit_field()
+    credits_before = credit_field()
+    credits_after = credit_field()
+    # Bounded so the row fits in the covering index's INCLUDE list.
+    description = models.CharField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    # NULL, not "", for rows without a key: the partial unique constraint skips NULLs.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "credit_transactions"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credits_after=F("credits_before") + F("amount")),
+                name="credit_txn_after_is_before_plus_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(credits_before__gte=0) & Q(credits_after__gte=0), name="credit_txn_credits_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    transaction_type__in=[
+                        "purchase",
+                        "usage",
+                        "allocation",
+                        "refund",
+                        "adjustment",
+                        "refresh",
+                        "expiry",
+                    ]
+                ),
+                name="credit_txn_type_known",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="uniq_credit_txn_user_idempotency_key",
+            ),
+        ]
+        indexes = [
+            # Report: "User balance queries (hottest path)": a user's latest
+            # credits in, newest first (last top-up, expiry of granted credits).
+            ReportIndex(
+                fields=["user", "-created_at"],
+                condition=Q(amount__gt=0),
+                name="idx_credit_transactions_user_balance",
+            ),
+            # Report: "Organization aggregation": an org's flows by type over a
+            # date range, answered from the index alone thanks to INCLUDE.
+            ReportIndex(
+                fields=["org", "transaction_type", "-created_at"],
+                include=["amount", "credits_before", "credits_after"],
+                name="idx_credit_transactions_org_summary",
+            ),
+            # Report: "Transaction history pagination": GET /credits/transactions,
+            # a user's rows newest first, index-only for the listed columns.
+            ReportIndex(
+                fields=["user", "-created_at"],
+                include=["transaction_type", "amount", "description"],
+                name="idx_credit_transactions_history",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_type} {self.amount} for user {self.user_id}"

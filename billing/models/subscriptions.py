@@ -1,0 +1,152 @@
+"""Plans, organization subscriptions and the invoices they produce."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from billing.money import credit_field
+from ops_center.db import ReportIndex
+
+LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing")
+
+
+class Plan(models.Model):
+    class Interval(models.TextChoices):
+        MONTH = "month", "Monthly"
+        YEAR = "year", "Yearly"
+
+    code = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=100)
+    price_minor = models.BigIntegerField(help_text="Price per interval in minor units (cents).")
+    currency = models.CharField(max_length=3, default="USD")
+    interval = models.CharField(max_length=5, choices=Interval.choices, default=Interval.MONTH)
+    included_credits = credit_field(help_text="Credits added to the org pool each period.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["price_minor", "code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="plan_price_non_negative"),
+            models.CheckConstraint(condition=Q(included_credits__gte=0), name="plan_included_credits_non_negative"),
+            models.CheckConstraint(condition=Q(interval__in=["month", "year"]), name="plan_interval_known"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        TRIALING = "trialing", "Trialing"
+        ACTIVE = "active", "Active"
+        PAST_DUE = "past_due", "Past due"
+        CANCELED = "canceled", "Canceled"
+
+    org = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="subscriptions")
+    # The report's SQL names this column subscription_plan; keep it so its
+    # INCLUDE list and diagnostics read unchanged.
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, db_column="subscription_plan", related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    cancel_at_period_end = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "subscriptions"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org"],
+                condition=Q(status__in=LIVE_SUBSCRIPTION_STATUSES),
+                name="uniq_subscription_live_per_org",
+            ),
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=F("current_period_start")), name="subscription_period_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["trialing", "active", "past_due", "canceled"]), name="subscription_status_known"
+            ),
+        ]
+        indexes = [
+            # Report: "Active subscription lookup (critical path)": GET
+            # /org-billing/organizations/{id}/subscription on a cache miss; the
+            # INCLUDE list answers plan and period end from the index alone.
+            ReportIndex(
+                fields=["org", "status"],
+                condition=Q(status__in=LIVE_SUBSCRIPTION_STATUSES),
+                include=["plan", "current_period_end"],
+                name="idx_subscriptions_active",
+            ),
+            # Report: "Billing cycle processing": active subscriptions whose
+            # period has ended, oldest first (process_billing_cycles).
+            ReportIndex(
+                fields=["current_period_end", "status"],
+                condition=Q(status="active"),
+                name="idx_subscriptions_billing",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id}: {self.plan_id} ({self.status})"
+
+
+class Invoice(models.Model):
+    """What was charged: a subscription period or a credit purchase."""
+
+    class Source(models.TextChoices):
+        SUBSCRIPTION = "subscription", "Subscription"
+        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+        UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    org = models.ForeignKey("orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3, default="USD")
+    credits = credit_field(help_text="Credits bought with a purchase; zero for subscription invoices.")
+    status = models.CharField(max_length=13, choices=Status.choices, default=Status.OPEN)
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="invoice_amount_non_negative"),
+            models.CheckConstraint(condition=Q(credits__gte=0), name="invoice_credits_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status="paid", paid_at__isnull=False) | (~Q(status="paid") & Q(paid_at__isnull=True)),
+                name="invoice_paid_iff_paid_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(source="subscription", subscription__isnull=False, period_start__isnull=False)
+                | Q(source="credit_purchase", user__isnull=False),
+                name="invoice_source_has_its_subject",
+            ),
+            # One invoice per subscription period: renewal jobs may run twice.
+            models.UniqueConstraint(
+                fields=["subscription", "period_start"],
+                condition=Q(subscription__isnull=False),
+                name="uniq_invoice_subscription_period",
+            ),
+        ]
+        indexes = [
+            # Revenue reports and rollup rebuilds: paid invoices by payment date.
+            models.Index(fields=["paid_at"], condition=Q(status="paid"), name="idx_invoices_paid_at"),
+            # Admin and API: a user's purchase history, newest first.
+            models.Index(fields=["user", "-created_at"], name="idx_invoices_user_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"invoice {self.pk} {self.amount_minor} {self.currency} ({self.status})"

@@ -1,0 +1,30 @@
+"""gunicorn settings, each overridable from the environment.
+
+gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+
+# Requests are short and mostly wait on Redis or PostgreSQL, so a few threads
+# per process overlap that waiting; processes (2 x cores + 1, gunicorn's own
+# rule of thumb) use every core despite the GIL.
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+
+# A hung request is killed rather than left holding a database connection.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+graceful_timeout = 20
+# Keep-alive lets load generators and proxies reuse connections.
+keepalive = 5
+# Recycle workers now and then so a slow leak can never grow without bound;
+# jitter keeps them from restarting all at once.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 20000))
+max_requests_jitter = 2000
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

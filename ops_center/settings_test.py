@@ -1,0 +1,35 @@
+"""Test settings: real PostgreSQL and real Redis, never SQLite or a dummy cache.
+
+`make test` (scripts/test_services.py) provides both URLs, starting throwaway
+servers when none are given.
+"""
+
+import os
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from ops_center.settings import *  # noqa: F403
+from ops_center.settings import redis_cache
+
+_missing = [name for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL") if not os.environ.get(name)]
+if _missing:
+    raise ImproperlyConfigured(
+        f"{' and '.join(_missing)} not set. Run the suite with `make test`, which starts throwaway "
+        "PostgreSQL and Redis servers, or point these variables at running ones."
+    )
+
+DATABASES = {"default": environ.Env.db_url_config(os.environ["TEST_DATABASE_URL"])}
+DATABASES["default"]["TEST"] = {"NAME": "ops_center_test"}
+# The suite opens connections from many threads; don't keep them around.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+CACHES = {"default": redis_cache(os.environ["TEST_REDIS_URL"])}
+
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
