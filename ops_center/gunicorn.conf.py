@@ -25,6 +25,7 @@ keepalive = 5
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 20000))
 max_requests_jitter = 2000
 
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# Empty turns the access log off (benchmarks, tests).
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -51,9 +51,18 @@ class CreditTransaction(models.Model):
     Type = TransactionType
 
     id = models.BigAutoField(primary_key=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_transactions")
+    # No single-column FK indexes: the report's indexes below lead with user_id
+    # and org_id and serve those lookups; another index would only slow inserts.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_transactions", db_index=False
+    )
     org = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_transactions"
+        "orgs.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_transactions",
+        db_index=False,
     )
     transaction_type = models.CharField(max_length=16, choices=TransactionType.choices)
     amount = credit_field()

@@ -56,8 +56,12 @@ class Subscription(models.Model):
     class Meta:
         db_table = "subscriptions"
         constraints = [
+            # Keyed on the expression org_id + 0 on purpose: a plain (org_id)
+            # unique index would be the smallest index matching the hot lookup
+            # and the planner would take it over idx_subscriptions_active, whose
+            # INCLUDE list exists to answer that lookup.
             models.UniqueConstraint(
-                fields=["org"],
+                F("org") + 0,
                 condition=Q(status__in=LIVE_SUBSCRIPTION_STATUSES),
                 name="uniq_subscription_live_per_org",
             ),
