@@ -1,6 +1,15 @@
 import pytest
 from django.core.cache import cache
 from django.db import connection
+from django.urls import Resolver404, resolve
+from rest_framework.test import APIClient
+
+from ops_center.tests.openapi import assert_matches_schema
+from orgs.services import api_key_create
+from orgs.tests.factories import UserFactory
+
+API_PREFIX = "/api/v1/"
+UNDOCUMENTED = ("/api/v1/schema/", "/api/v1/docs/")
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +24,44 @@ def _empty_cache():
 def _suite_runs_on_postgresql(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         assert connection.vendor == "postgresql", "the suite runs on PostgreSQL only"
+
+
+class SchemaCheckedClient(APIClient):
+    """An API client that checks every documented JSON response against the OpenAPI schema."""
+
+    def request(self, **request):
+        response = super().request(**request)
+        path = request["PATH_INFO"]
+        documented = path.startswith(API_PREFIX) and not path.startswith(UNDOCUMENTED) and _resolves(path)
+        if documented and response.status_code < 500:
+            assert_matches_schema(request["REQUEST_METHOD"], path, response.status_code, response.json())
+        return response
+
+    def as_user(self, user) -> "SchemaCheckedClient":
+        _, raw_key = api_key_create(user=user, name="tests")
+        self.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        self.raw_key = raw_key
+        return self
+
+
+def _resolves(path: str) -> bool:
+    try:
+        resolve(path)
+        return True
+    except Resolver404:
+        return False
+
+
+@pytest.fixture
+def api():
+    return SchemaCheckedClient()
+
+
+@pytest.fixture
+def user():
+    return UserFactory()
+
+
+@pytest.fixture
+def user_api(api, user):
+    return api.as_user(user)

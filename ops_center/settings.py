@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "ops_center.api.errors.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "ops_center.urls"
@@ -128,11 +129,34 @@ STORAGES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "ops_center.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["ops_center.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": (
+        ["ops_center.api.renderers.OrjsonRenderer", "rest_framework.renderers.BrowsableAPIRenderer"]
+        if DEBUG
+        else ["ops_center.api.renderers.OrjsonRenderer"]
+    ),
+    "DEFAULT_THROTTLE_CLASSES": ["ops_center.api.throttling.WriteRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"writes": env.str("THROTTLE_WRITES", default="600/min")},
+    "EXCEPTION_HANDLER": "ops_center.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+
+# Bodies over this size get a 413 before they are parsed.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=16 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES * 4
+
+PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="billing.payments.InstantSettlementGateway")
+# Custom purchases: whole credits at this price each, in minor units.
+CUSTOM_CREDITS_PRICE_MINOR_PER_CREDIT = env.str("CUSTOM_CREDITS_PRICE_MINOR_PER_CREDIT", default="1")
+CUSTOM_CREDITS_CURRENCY = env.str("CUSTOM_CREDITS_CURRENCY", default="USD")
+
+# Idempotency keys are kept at least this long (purge_idempotency_keys).
+IDEMPOTENCY_KEY_RETENTION_HOURS = env.int("IDEMPOTENCY_KEY_RETENTION_HOURS", default=48)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ops-Center billing API",

@@ -3,6 +3,8 @@
 from django.db import transaction
 from django.utils import timezone
 
+from ops_center import cache
+from ops_center.api.authentication import principal_cache_key
 from orgs.models import ApiKey, User, generate_api_key, hash_api_key
 
 
@@ -18,5 +20,7 @@ def api_key_create(*, user: User, name: str = "") -> tuple[ApiKey, str]:
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke at once; revoking twice keeps the first revocation time."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    # update() sends no signal, so evict the cached principal here, after commit.
+    cache.invalidate_on_commit(principal_cache_key(api_key.key_hash))
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key

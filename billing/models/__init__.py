@@ -1,15 +1,20 @@
+from billing.models.catalog import CreditPackage, PricingRule
 from billing.models.ledger import CreditAccount, CreditTransaction, TransactionType
 from billing.models.pools import CreditAllocation, CreditPool
 from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES, Invoice, Plan, Subscription
+from billing.models.usage import UsageDaily
 
 __all__ = [
     "LIVE_SUBSCRIPTION_STATUSES",
     "CreditAccount",
     "CreditAllocation",
+    "CreditPackage",
     "CreditPool",
     "CreditTransaction",
     "Invoice",
     "Plan",
+    "PricingRule",
     "Subscription",
     "TransactionType",
+    "UsageDaily",
 ]

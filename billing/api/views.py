@@ -1,0 +1,131 @@
+"""Credit endpoints. Thin: validate input, call one selector or service, render."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, services
+from billing.api import serializers as io
+from billing.models import CreditPackage
+from ops_center.api.idempotency import run_idempotent
+from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
+
+READ_ERRORS = error_responses(400, 401, 503)
+WRITE_ERRORS = error_responses(400, 401, 402, 404, 413, 415, 422, 429, 503)
+
+
+def transaction_out(row) -> dict:
+    return {
+        "id": row.id,
+        "transaction_type": row.transaction_type,
+        "amount": row.amount,
+        "credits_before": row.credits_before,
+        "credits_after": row.credits_after,
+        "description": row.description,
+        "org_id": row.org_id,
+        "created_at": row.created_at,
+    }
+
+
+def with_cache_header(response: Response, hit: bool) -> Response:
+    response["X-Cache"] = "HIT" if hit else "MISS"
+    return response
+
+
+class BalanceView(APIView):
+    @extend_schema(
+        operation_id="credits_balance",
+        summary="The caller's credit balance, org allocations and total available",
+        responses={200: io.BalanceOut, **READ_ERRORS},
+    )
+    def get(self, request):
+        data, hit = selectors.balance_for(request.user.pk)
+        return with_cache_header(Response(data), hit)
+
+
+class UsageSummaryView(APIView):
+    @extend_schema(
+        operation_id="credits_usage_summary",
+        summary="Credits used per day and per service over a window",
+        parameters=[io.SummaryParams],
+        responses={200: io.UsageSummaryOut, **READ_ERRORS},
+    )
+    def get(self, request):
+        params = io.SummaryParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(selectors.usage_summary(request.user.pk, params.validated_data["days"]))
+
+
+class TransactionsView(APIView):
+    @extend_schema(
+        operation_id="credits_transactions",
+        summary="The caller's ledger, newest first, cursor-paginated",
+        parameters=[io.TransactionFilters],
+        responses={200: io.TransactionPageOut, **READ_ERRORS},
+    )
+    def get(self, request):
+        filters = io.TransactionFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        rows, next_cursor = selectors.transactions_page(user_id=request.user.pk, **filters.validated_data)
+        return Response({"results": [transaction_out(row) for row in rows], "next_cursor": next_cursor})
+
+
+class PackagesView(APIView):
+    @extend_schema(
+        operation_id="credits_packages",
+        summary="Credit packages on sale",
+        responses={200: io.PackageOut(many=True), **error_responses(401)},
+    )
+    def get(self, request):
+        packages = CreditPackage.objects.filter(is_active=True).values(
+            "code", "name", "credits", "price_minor", "currency"
+        )
+        return Response(list(packages))
+
+
+class PurchaseView(APIView):
+    @extend_schema(
+        operation_id="credits_purchase",
+        summary="Buy a credit package or a custom number of credits",
+        request=io.PurchaseInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: io.CreditsWriteOut, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        body = io.PurchaseInput(data=request.data)
+        body.is_valid(raise_exception=True)
+
+        def purchase(idempotency_key):
+            result = services.credits_purchase(
+                user=request.user,
+                package_code=body.validated_data.get("package"),
+                credits=body.validated_data.get("credits"),
+                idempotency_key=idempotency_key,
+            )
+            payload = {
+                "transaction": transaction_out(result.transaction),
+                "balance": result.balance,
+                "invoice_id": result.invoice.pk,
+            }
+            return Response(payload, status=201)
+
+        return run_idempotent(request, purchase)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        operation_id="credits_consume",
+        summary="Meter usage: debit credits atomically, or answer 402 with the shortfall",
+        request=io.UsageInput,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: io.CreditsWriteOut, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        body = io.UsageInput(data=request.data)
+        body.is_valid(raise_exception=True)
+
+        def consume(idempotency_key):
+            result = services.credits_consume(user=request.user, idempotency_key=idempotency_key, **body.validated_data)
+            return Response({"transaction": transaction_out(result.transaction), "balance": result.balance}, status=201)
+
+        return run_idempotent(request, consume)

@@ -1,0 +1,133 @@
+"""Reads for the credit endpoints. The hot ones are cached (cache-aside)."""
+
+import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from billing.models import CreditAccount, CreditAllocation, CreditTransaction, PricingRule, UsageDaily
+from billing.money import ZERO_CREDITS, to_credits
+from ops_center import cache
+from ops_center.api.pagination import keyset_page
+
+
+def balance_cache_key(user_id: int) -> str:
+    return cache.make_key("credit_balance", "user", user_id)
+
+
+def balance_for(user_id: int) -> tuple[dict, bool]:
+    """The caller's balance, allocations and total. Returns (data, cache hit)."""
+    return cache.get_or_set("credit_balance", "user", user_id, compute=lambda: _balance_from_db(user_id))
+
+
+def _balance_from_db(user_id: int) -> dict:
+    personal = personal_balance(user_id)
+    allocations = [
+        {
+            "org_id": row["pool__org_id"],
+            "org_name": row["pool__org__name"],
+            "allocated": row["allocated_credits"],
+            "used": row["used_credits"],
+            "remaining": row["allocated_credits"] - row["used_credits"],
+        }
+        for row in CreditAllocation.objects.filter(user_id=user_id)
+        .order_by("pool__org_id")
+        .values("pool__org_id", "pool__org__name", "allocated_credits", "used_credits")
+    ]
+    return {
+        "balance": personal,
+        "allocations": allocations,
+        "total_available": personal + sum((row["remaining"] for row in allocations), ZERO_CREDITS),
+    }
+
+
+def personal_balance(user_id: int) -> Decimal:
+    balance = CreditAccount.objects.filter(user_id=user_id).values_list("balance", flat=True).first()
+    return balance if balance is not None else ZERO_CREDITS
+
+
+def allocation_remaining(*, user_id: int, org_id: int) -> Decimal:
+    remaining = (
+        CreditAllocation.objects.filter(user_id=user_id, pool__org_id=org_id)
+        .values_list(F("allocated_credits") - F("used_credits"), flat=True)
+        .first()
+    )
+    return remaining if remaining is not None else ZERO_CREDITS
+
+
+def pricing_rule(service: str) -> dict | None:
+    """The active rule for a service, cached in the pricing_rules namespace."""
+    rule, _ = cache.get_or_set("pricing_rules", "service", service, compute=lambda: _pricing_rule_from_db(service))
+    return rule
+
+
+def _pricing_rule_from_db(service: str) -> dict | None:
+    return PricingRule.objects.filter(service=service, is_active=True).values("service", "credits_per_unit").first()
+
+
+def custom_credits_price(credits: Decimal) -> tuple[int, str]:
+    """Price of a custom purchase in minor units, rounded up to the next cent."""
+    unit_price = Decimal(settings.CUSTOM_CREDITS_PRICE_MINOR_PER_CREDIT)
+    return int(-((-credits * unit_price) // 1)), settings.CUSTOM_CREDITS_CURRENCY
+
+
+def usage_summary(user_id: int, days: int) -> dict:
+    """Credits used per day and per service over the last ``days`` days, from the rollup."""
+    today = timezone.now().date()
+    first_day = today - datetime.timedelta(days=days - 1)
+    rows = (
+        UsageDaily.objects.filter(user_id=user_id, day__gte=first_day)
+        .values("day", "service")
+        .annotate(credits=Sum("credits"), units=Sum("units"), events=Sum("events"))
+    )
+    per_day = {first_day + datetime.timedelta(days=offset): ZERO_CREDITS for offset in range(days)}
+    per_service: dict[str, dict] = {}
+    for row in rows:
+        per_day[row["day"]] = per_day.get(row["day"], ZERO_CREDITS) + row["credits"]
+        totals = per_service.setdefault(
+            row["service"], {"service": row["service"], "credits": ZERO_CREDITS, "units": 0, "events": 0}
+        )
+        totals["credits"] += row["credits"]
+        totals["units"] += row["units"]
+        totals["events"] += row["events"]
+    return {
+        "days": days,
+        "start_date": first_day,
+        "end_date": today,
+        "total_credits": to_credits(sum(per_day.values(), ZERO_CREDITS)),
+        "by_day": [{"date": day, "credits": credits} for day, credits in sorted(per_day.items())],
+        "by_service": sorted(per_service.values(), key=lambda totals: totals["credits"], reverse=True),
+    }
+
+
+TRANSACTION_COLUMNS = (
+    "id",
+    "transaction_type",
+    "amount",
+    "credits_before",
+    "credits_after",
+    "description",
+    "org_id",
+    "created_at",
+)
+
+
+def transactions_page(
+    *,
+    user_id: int,
+    limit: int,
+    cursor: str | None = None,
+    transaction_type: str | None = None,
+    created_after: datetime.datetime | None = None,
+    created_before: datetime.datetime | None = None,
+) -> tuple[list[CreditTransaction], str | None]:
+    queryset = CreditTransaction.objects.filter(user_id=user_id).only(*TRANSACTION_COLUMNS)
+    if transaction_type:
+        queryset = queryset.filter(transaction_type=transaction_type)
+    if created_after:
+        queryset = queryset.filter(created_at__gte=created_after)
+    if created_before:
+        queryset = queryset.filter(created_at__lt=created_before)
+    return keyset_page(queryset, cursor=cursor, limit=limit)

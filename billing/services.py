@@ -1,0 +1,214 @@
+"""Writes that move credits. Each is one database transaction.
+
+Concurrency rules:
+* a balance or allocation changes only through one conditional UPDATE
+  (``... WHERE balance + delta >= 0 RETURNING balance``), so two requests can
+  never both spend the same credits, and no row is read-then-written;
+* when both are touched, the allocation row is updated before its pool row,
+  everywhere, so concurrent writers cannot deadlock;
+* every change writes its ledger row in the same transaction, with the
+  before/after values the UPDATE returned.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from billing import selectors
+from billing.errors import InsufficientCredits, InvalidCost, OrgNotFound, UnknownPackage, UnknownService
+from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
+from billing.money import CREDIT_MAX_VALUE, ZERO_CREDITS, to_credits
+from billing.payments import get_gateway
+from billing.rollups import usage_daily_add
+from orgs.models import Membership
+
+
+@dataclass(frozen=True)
+class CreditsResult:
+    transaction: CreditTransaction
+    balance: Decimal
+    invoice: Invoice | None = None
+
+
+def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal] | None:
+    """Add ``delta`` (signed) to a balance unless it would go negative.
+
+    Returns (before, after), or None when the balance does not cover a debit.
+    """
+    table = CreditAccount._meta.db_table
+    sql = (
+        f"UPDATE {table} SET balance = balance + %s, updated_at = %s "  # noqa: S608 - our table name
+        "WHERE user_id = %s AND balance + %s >= 0 RETURNING balance"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [delta, timezone.now(), user_id, delta])
+        row = cursor.fetchone()
+        if row is None and delta > 0:
+            # First credit of this user: create the account, then apply.
+            CreditAccount.objects.bulk_create([CreditAccount(user_id=user_id)], ignore_conflicts=True)
+            cursor.execute(sql, [delta, timezone.now(), user_id, delta])
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    after = Decimal(row[0])
+    return after - delta, after
+
+
+def _write_ledger(**fields) -> CreditTransaction:
+    return CreditTransaction.objects.create(created_at=timezone.now(), **fields)
+
+
+@transaction.atomic
+def credits_purchase(
+    *,
+    user,
+    package_code: str | None = None,
+    credits: Decimal | None = None,
+    idempotency_key: str | None = None,
+) -> CreditsResult:
+    """Buy a package, or a custom whole number of credits at the configured unit price."""
+    if package_code is not None:
+        package = CreditPackage.objects.filter(code=package_code, is_active=True).first()
+        if package is None:
+            raise UnknownPackage(details={"package": package_code})
+        credits, price_minor, currency, label = package.credits, package.price_minor, package.currency, package.name
+    else:
+        credits = to_credits(credits)
+        price_minor, currency = selectors.custom_credits_price(credits)
+        label = f"{credits.normalize():f} credits"
+
+    invoice = Invoice.objects.create(
+        source=Invoice.Source.CREDIT_PURCHASE,
+        user=user,
+        amount_minor=price_minor,
+        currency=currency,
+        credits=credits,
+        status=Invoice.Status.OPEN,
+    )
+    before, after = _apply_to_account(user_id=user.pk, delta=credits)
+    ledger_row = _write_ledger(
+        user_id=user.pk,
+        transaction_type=CreditTransaction.Type.PURCHASE,
+        amount=credits,
+        credits_before=before,
+        credits_after=after,
+        description=f"Purchase: {label}",
+        metadata={"invoice_id": invoice.pk, "package": package_code, "price_minor": price_minor, "currency": currency},
+        idempotency_key=idempotency_key,
+    )
+    # Charged last: a decline raises and rolls back everything above. The key
+    # is per invoice, so a real gateway never charges a retried request twice.
+    charge = get_gateway().charge(
+        amount_minor=price_minor, currency=currency, description=label, idempotency_key=f"invoice-{invoice.pk}"
+    )
+    invoice.status, invoice.paid_at = Invoice.Status.PAID, timezone.now()
+    invoice.save(update_fields=["status", "paid_at"])
+    ledger_row.metadata["payment_reference"] = charge.reference
+    CreditTransaction.objects.filter(pk=ledger_row.pk).update(metadata=ledger_row.metadata)
+    return CreditsResult(transaction=ledger_row, balance=after, invoice=invoice)
+
+
+@transaction.atomic
+def credits_consume(
+    *,
+    user,
+    service: str,
+    units: int,
+    credits: Decimal | None = None,
+    org_id: int | None = None,
+    description: str = "",
+    idempotency_key: str | None = None,
+) -> CreditsResult:
+    """Meter usage: debit the personal balance, or the caller's allocation in ``org_id``."""
+    rule = selectors.pricing_rule(service)
+    if rule is None:
+        raise UnknownService(details={"service": service})
+    cost = to_credits(credits if credits is not None else rule["credits_per_unit"] * units)
+    if not ZERO_CREDITS < cost <= CREDIT_MAX_VALUE:
+        raise InvalidCost(details={"credits": cost, "max": CREDIT_MAX_VALUE})
+
+    if org_id is None:
+        moved = _apply_to_account(user_id=user.pk, delta=-cost)
+        if moved is None:
+            available = selectors.personal_balance(user.pk)
+            raise _shortfall(cost, available)
+    else:
+        moved = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
+
+    before, after = moved
+    ledger_row = _write_ledger(
+        user_id=user.pk,
+        org_id=org_id,
+        transaction_type=CreditTransaction.Type.USAGE,
+        amount=-cost,
+        credits_before=before,
+        credits_after=after,
+        description=description or f"Usage: {service}",
+        metadata={"service": service, "units": units, "credits_per_unit": str(rule["credits_per_unit"])},
+        idempotency_key=idempotency_key,
+    )
+    usage_daily_add(
+        user_id=user.pk, org_id=org_id, day=ledger_row.created_at.date(), service=service, credits=cost, units=units
+    )
+    return CreditsResult(transaction=ledger_row, balance=after)
+
+
+def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[Decimal, Decimal]:
+    if not Membership.objects.filter(user_id=user_id, org_id=org_id).exists():
+        raise OrgNotFound(details={"org_id": org_id})
+    allocation_table, pool_table = CreditAllocation._meta.db_table, CreditPool._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {allocation_table} SET used_credits = used_credits + %s, updated_at = %s "  # noqa: S608
+            f"WHERE user_id = %s AND pool_id = (SELECT id FROM {pool_table} WHERE org_id = %s) "
+            "AND allocated_credits - used_credits >= %s "
+            "RETURNING pool_id, allocated_credits - used_credits",
+            [cost, timezone.now(), user_id, org_id, cost],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            remaining = selectors.allocation_remaining(user_id=user_id, org_id=org_id)
+            raise _shortfall(cost, remaining, org_id=org_id)
+        pool_id, remaining_after = row
+        cursor.execute(
+            f"UPDATE {pool_table} SET used_credits = used_credits + %s, updated_at = %s WHERE id = %s",  # noqa: S608
+            [cost, timezone.now(), pool_id],
+        )
+    after = Decimal(remaining_after)
+    return after + cost, after
+
+
+def _shortfall(cost: Decimal, available: Decimal, org_id: int | None = None) -> InsufficientCredits:
+    details = {"required": cost, "available": available, "shortfall": cost - available}
+    if org_id is not None:
+        details["org_id"] = org_id
+    return InsufficientCredits(details=details)
+
+
+@transaction.atomic
+def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResult:
+    """Staff grant (positive) or correction (negative), recorded with who and why.
+
+    A negative adjustment can take the balance to zero but never below it.
+    """
+    amount = to_credits(amount)
+    if amount == ZERO_CREDITS:
+        raise ValueError("an adjustment must change the balance")
+    if not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    moved = _apply_to_account(user_id=user.pk, delta=amount)
+    if moved is None:
+        raise _shortfall(-amount, selectors.personal_balance(user.pk))
+    before, after = moved
+    ledger_row = _write_ledger(
+        user_id=user.pk,
+        transaction_type=CreditTransaction.Type.ADJUSTMENT,
+        amount=amount,
+        credits_before=before,
+        credits_after=after,
+        description=f"{'Grant' if amount > 0 else 'Adjustment'}: {reason.strip()}"[:255],
+        metadata={"actor_id": actor.pk, "actor": actor.get_username(), "reason": reason.strip()},
+    )
+    return CreditsResult(transaction=ledger_row, balance=after)

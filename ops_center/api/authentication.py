@@ -1,0 +1,86 @@
+"""Bearer API-key authentication with a cached key-to-principal lookup.
+
+A request whose data is cached costs no database query: the principal (user
+id, username, staff flag, tier) is cached under the key's hash in the
+``user_tier`` namespace. Revoking a key evicts that entry after commit.
+``last_used_at`` is refreshed on cache misses, so it is accurate to one TTL.
+"""
+
+from django.apps import apps
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from ops_center import cache
+
+KEYWORD = "Bearer"
+
+
+def principal_cache_key(key_hash: str) -> str:
+    return cache.make_key("user_tier", "apikey", key_hash)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode(errors="replace").lower() != KEYWORD.lower():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Bearer <api key>'.")
+        raw_key = header[1].decode(errors="replace")
+        return self.principal_for(raw_key)
+
+    def authenticate_header(self, request) -> str:
+        return f'{KEYWORD} realm="api"'
+
+    def principal_for(self, raw_key: str):
+        from orgs.models import hash_api_key
+
+        key_hash = hash_api_key(raw_key)
+        principal = cache.get("user_tier", "apikey", key_hash)
+        if principal is None:
+            principal = self._load_principal(key_hash)
+            cache.set("user_tier", "apikey", key_hash, value=principal)
+        return self._user_from(principal), principal["key_id"]
+
+    def _load_principal(self, key_hash: str) -> dict:
+        api_key_model = apps.get_model("orgs", "ApiKey")
+        api_key = (
+            api_key_model.objects.select_related("user")
+            .filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        api_key_model.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        user = api_key.user
+        return {
+            "key_id": api_key.pk,
+            "user_id": user.pk,
+            "username": user.username,
+            "is_staff": user.is_staff,
+            "is_superuser": user.is_superuser,
+            "tier": user.tier,
+        }
+
+    @staticmethod
+    def _user_from(principal: dict):
+        user_model = apps.get_model(settings.AUTH_USER_MODEL)
+        # An in-memory user built from the cache; it is never saved.
+        return user_model(
+            pk=principal["user_id"],
+            username=principal["username"],
+            is_staff=principal["is_staff"],
+            is_superuser=principal["is_superuser"],
+            is_active=True,
+            tier=principal["tier"],
+        )
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <api key>"}

@@ -1,0 +1,95 @@
+"""One error shape for every API response: {"error": {"code", "message", "details"}}.
+
+DRF exceptions go through ``exception_handler``; Django's own 404/500 under
+/api/ through ``json_404``/``json_500``; a database that cannot be reached
+becomes a 503 in ``DatabaseUnavailableMiddleware``. No HTML and no stack trace
+ever reach an API client.
+"""
+
+import logging
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ops_center.api.exceptions import ApiError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+
+
+DRF_CODES = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ValidationError: "validation_error",
+}
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("database unavailable", exc_info=exc)
+        exc = ServiceUnavailable()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django logs it and json_500 answers
+    response.data = error_body(*_describe(exc))
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response.data["error"]["details"]["retry_after_seconds"] = int(exc.wait)
+    return response
+
+
+def _describe(exc) -> tuple[str, str, dict]:
+    if isinstance(exc, ApiError):
+        return exc.detail.code, str(exc.detail), exc.details
+    code = next((code for cls, code in DRF_CODES.items() if isinstance(exc, cls)), "error")
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        return code, "The request has invalid fields; see details.", details
+    return code, str(exc.detail), {}
+
+
+def handler404(request, exception=None):
+    if not request.path.startswith(API_PREFIX):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(error_body("not_found", "No such resource."), status=404)
+
+
+def handler500(request):
+    if not request.path.startswith(API_PREFIX):
+        return defaults.server_error(request)
+    return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."), status=500)
+
+
+class DatabaseUnavailableMiddleware:
+    """Turn an unreachable database anywhere in the request into a JSON 503."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, (OperationalError, InterfaceError)) or (
+            isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
+        ):
+            logger.error("database unavailable", exc_info=exception)
+            body = error_body(ServiceUnavailable.default_code, ServiceUnavailable.default_detail)
+            return JsonResponse(body, status=503, headers={"Retry-After": "5"})
+        return None

@@ -1,0 +1,49 @@
+"""The API's own errors: each a status, a stable code, a message and details.
+
+Kept apart from the handlers in ``errors`` so parsers and services can raise
+them without importing DRF's views.
+"""
+
+from rest_framework import exceptions, status
+
+
+class ApiError(exceptions.APIException):
+    """Base for our own errors: a status, a stable code, a message and details."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+    default_detail = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, details: dict | None = None, code: str | None = None):
+        super().__init__(message or self.default_detail, code or self.default_code)
+        self.details = details or {}
+
+
+class PaymentRequired(ApiError):
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    default_code = "payment_required"
+    default_detail = "Payment required."
+
+
+class Conflict(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The request conflicts with the current state."
+
+
+class RequestTooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+    default_detail = "The request body is too large."
+
+
+class Unprocessable(ApiError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "unprocessable"
+    default_detail = "The request is well-formed but cannot be processed."
+
+
+class ServiceUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_unavailable"
+    default_detail = "A backing service is unavailable; retry shortly."

@@ -1,0 +1,65 @@
+"""Keyset (cursor) pagination for append-mostly histories.
+
+The cursor is the (created_at, id) of the last row served, signed so a client
+cannot forge or edit it. Rows are ordered by (created_at DESC, id DESC) and
+each page asks for rows strictly before the cursor, so rows written while a
+client pages never cause a skip or a repeat, and page N costs what page 1 does.
+"""
+
+from datetime import datetime
+
+from django.core import signing
+from django.db.models import Q, QuerySet
+
+from ops_center.api.exceptions import ApiError
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+_SALT = "ops_center.cursor"
+
+
+class InvalidCursor(ApiError):
+    default_code = "invalid_cursor"
+    default_detail = "The cursor is malformed or was tampered with."
+
+
+class InvalidLimit(ApiError):
+    default_code = "invalid_limit"
+    default_detail = f"limit must be an integer from 1 to {MAX_LIMIT}."
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw in (None, ""):
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError as exc:
+        raise InvalidLimit() from exc
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidLimit()
+    return limit
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    return signing.dumps([created_at.isoformat(), row_id], salt=_SALT, compress=True)
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        created_at, row_id = signing.loads(cursor, salt=_SALT)
+        return datetime.fromisoformat(created_at), int(row_id)
+    except (signing.BadSignature, ValueError, TypeError) as exc:
+        raise InvalidCursor() from exc
+
+
+def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """One page of ``queryset`` newest first, and the cursor of the next page (or None)."""
+    if cursor:
+        created_at, row_id = decode_cursor(cursor)
+        queryset = queryset.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id))
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, encode_cursor(last.created_at, last.id)

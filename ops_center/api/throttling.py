@@ -1,0 +1,14 @@
+"""Per-user throttling of writes. Reads are served from the cache and stay unthrottled."""
+
+from rest_framework.throttling import UserRateThrottle
+
+
+class WriteRateThrottle(UserRateThrottle):
+    """Limits POST/PUT/PATCH/DELETE per user; the rate is settings' "writes" scope."""
+
+    scope = "writes"
+
+    def allow_request(self, request, view):
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        return super().allow_request(request, view)

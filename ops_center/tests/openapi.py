@@ -1,0 +1,30 @@
+"""Checks API responses in tests against the generated OpenAPI schema."""
+
+import functools
+import re
+
+from django.urls import resolve
+from drf_spectacular.generators import SchemaGenerator
+from openapi_schema_validator import OAS30Validator
+
+
+@functools.cache
+def openapi_schema() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def _template_of(path: str) -> str:
+    route = resolve(path).route
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+
+
+def assert_matches_schema(method: str, path: str, status_code: int, body) -> None:
+    schema = openapi_schema()
+    operation = schema["paths"][_template_of(path)][method.lower()]
+    responses = operation["responses"]
+    assert str(status_code) in responses, f"{method} {path} answered {status_code}, which the schema does not list"
+    content = responses[str(status_code)].get("content", {}).get("application/json")
+    if content is None:
+        return
+    document = {"components": schema.get("components", {}), **content["schema"]}
+    OAS30Validator(document).validate(body)
