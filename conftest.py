@@ -1,4 +1,7 @@
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 from django.core.cache import cache
 from django.db import connection
 from django.urls import Resolver404, resolve
@@ -50,6 +53,14 @@ def _resolves(path: str) -> bool:
         return True
     except Resolver404:
         return False
+
+
+@pytest.fixture
+def default_catalog(django_db_blocker):
+    """Transactional tests flush the tables, data migrations included; put the catalog back."""
+    catalog = importlib.import_module("billing.migrations.0005_default_catalog")
+    with django_db_blocker.unblock():
+        catalog.add_catalog(django_apps, None)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ class IdempotencyRecord(models.Model):
     endpoint = models.CharField(max_length=200)
     request_fingerprint = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True)
-    response_body = models.JSONField(null=True)
+    # The rendered JSON text, not jsonb: a replay must repeat the first body byte for byte.
+    response_body = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

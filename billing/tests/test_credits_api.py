@@ -43,6 +43,7 @@ def test_balance_shows_allocations_and_total(user_api, user):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("default_catalog")
 def test_cached_balance_costs_no_query_and_a_write_is_read_back_at_once(user_api, user, django_assert_num_queries):
     fund(user, "10")
     first = user_api.get("/api/v1/credits/balance")

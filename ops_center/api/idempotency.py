@@ -61,7 +61,7 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
         response = handle(key)
         IdempotencyRecord.objects.filter(user_id=request.user.pk, key=key).update(
             status_code=response.status_code,
-            response_body=orjson.loads(orjson.dumps(response.data, default=json_default)),
+            response_body=orjson.dumps(response.data, default=json_default).decode(),
         )
         return response
 
@@ -70,8 +70,8 @@ def _claim(user_id: int, key: str, endpoint: str, request_fingerprint: str) -> b
     table = IdempotencyRecord._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (user_id, key, endpoint, request_fingerprint, created_at) "  # noqa: S608 - table name is ours
-            "VALUES (%s, %s, %s, %s, CURRENT_TIMESTAMP) ON CONFLICT (user_id, key) DO NOTHING RETURNING id",
+            f"INSERT INTO {table} (user_id, key, endpoint, request_fingerprint, response_body, created_at) "  # noqa: S608 - table name is ours
+            "VALUES (%s, %s, %s, %s, '', CURRENT_TIMESTAMP) ON CONFLICT (user_id, key) DO NOTHING RETURNING id",
             [user_id, key, endpoint, request_fingerprint],
         )
         return cursor.fetchone() is not None
@@ -85,6 +85,6 @@ def _replay(user_id: int, key: str, request_fingerprint: str) -> Response:
             code="idempotency_key_reused",
             details={"idempotency_key": key},
         )
-    response = Response(record.response_body, status=record.status_code)
+    response = Response(orjson.loads(record.response_body), status=record.status_code)
     response["Idempotent-Replayed"] = "true"
     return response

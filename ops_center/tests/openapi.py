@@ -2,14 +2,23 @@
 
 import functools
 import re
+import threading
 
 from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 from openapi_schema_validator import OAS30Validator
 
+_generation_lock = threading.Lock()
+
+
+def openapi_schema() -> dict:
+    # drf-spectacular's generator is not thread-safe; race tests check responses from many threads.
+    with _generation_lock:
+        return _generated_schema()
+
 
 @functools.cache
-def openapi_schema() -> dict:
+def _generated_schema() -> dict:
     return SchemaGenerator().get_schema(request=None, public=True)
 
 
