@@ -11,7 +11,7 @@ from ops_center.api.idempotency import run_idempotent
 from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
 
 READ_ERRORS = error_responses(400, 401, 503)
-WRITE_ERRORS = error_responses(400, 401, 402, 404, 413, 415, 422, 429, 503)
+WRITE_ERRORS = error_responses(400, 401, 402, 403, 404, 413, 415, 422, 429, 503)
 
 
 def transaction_out(row) -> dict:

@@ -49,6 +49,8 @@ def exception_handler(exc, context):
     if response is None:
         return None  # unexpected: Django logs it and json_500 answers
     response.data = error_body(*_describe(exc))
+    if isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = "5"
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         response.data["error"]["details"]["retry_after_seconds"] = int(exc.wait)
     return response

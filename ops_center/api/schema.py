@@ -23,7 +23,7 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
         400: "Invalid input; nothing was written.",
         401: "Missing, invalid or revoked API key.",
         402: "Not enough credits, or the payment was declined; nothing was written.",
-        403: "Authenticated but not allowed.",
+        403: "Authenticated but not allowed (or a session write without its CSRF token).",
         404: "No such resource (or not visible to the caller).",
         413: "Request body too large.",
         415: "Unsupported content type; send application/json.",
