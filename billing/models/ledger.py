@@ -121,6 +121,10 @@ class CreditTransaction(models.Model):
                 include=["amount", "credits_before", "credits_after"],
                 name="idx_credit_transactions_org_summary",
             ),
+            # Not in the report: the ledger across all users, newest first (the
+            # admin changelist, rollup rebuilds by date range). Without it the
+            # admin sorts the whole table on every page view.
+            models.Index(fields=["-created_at", "-id"], name="idx_credit_txn_created"),
             # Report: "Transaction history pagination": GET /credits/transactions,
             # a user's rows newest first, index-only for the listed columns.
             ReportIndex(
