@@ -95,3 +95,16 @@ def wait_for(url: str, server: subprocess.Popen) -> tuple[int, bytes]:
         except OSError:
             time.sleep(0.2)
     pytest.fail(f"{url} did not answer within 30 s")
+
+
+def test_deploy_check_is_clean_with_real_secrets(tmp_path):
+    env = quickstart_env(tmp_path)
+    env.update(
+        DEBUG="0", SECRET_KEY="x7#" * 20 + "a-long-random-production-secret", ALLOWED_HOSTS="billing.example.com"
+    )
+    env.pop("SECURE_SSL_REDIRECT")
+
+    result = manage(env, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
