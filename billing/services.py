@@ -52,8 +52,13 @@ def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal
             row = cursor.fetchone()
     if row is None:
         return None
-    after = Decimal(row[0])
+    after = _credits_from_db(row[0])
     return after - delta, after
+
+
+def _credits_from_db(value) -> Decimal:
+    # PostgreSQL returns Decimal; the SQLite quick start returns a float.
+    return to_credits(str(value))
 
 
 def _write_ledger(**fields) -> CreditTransaction:
@@ -176,7 +181,7 @@ def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[
             f"UPDATE {pool_table} SET used_credits = used_credits + %s, updated_at = %s WHERE id = %s",  # noqa: S608
             [cost, timezone.now(), pool_id],
         )
-    after = Decimal(remaining_after)
+    after = _credits_from_db(remaining_after)
     return after + cost, after
 
 

@@ -3,9 +3,10 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from django.utils import timezone
 
-from billing.money import credit_field
+from billing.money import CREDIT_DECIMAL_PLACES, credit_field
 from ops_center.db import ReportIndex
 
 
@@ -80,7 +81,9 @@ class CreditTransaction(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(credits_after=F("credits_before") + F("amount")),
+                # Rounded to the credit precision because the SQLite quick start
+                # stores decimals as floats; on PostgreSQL numeric it is exact.
+                condition=Q(credits_after=Round(F("credits_before") + F("amount"), CREDIT_DECIMAL_PLACES)),
                 name="credit_txn_after_is_before_plus_amount",
             ),
             models.CheckConstraint(
