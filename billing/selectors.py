@@ -10,16 +10,14 @@ from django.utils import timezone
 from billing.models import CreditAccount, CreditAllocation, CreditTransaction, PricingRule, UsageDaily
 from billing.money import ZERO_CREDITS, to_credits
 from ops_center import cache
-from ops_center.api.pagination import keyset_page
-
-
-def balance_cache_key(user_id: int) -> str:
-    return cache.make_key("credit_balance", "user", user_id)
+from ops_center.api.pagination import DEFAULT_LIMIT, keyset_page
 
 
 def balance_for(user_id: int) -> tuple[dict, bool]:
     """The caller's balance, allocations and total. Returns (data, cache hit)."""
-    return cache.get_or_set("credit_balance", "user", user_id, compute=lambda: _balance_from_db(user_id))
+    return cache.get_or_set(
+        "credit_balance", cache.user_part(user_id), "balance", compute=lambda: _balance_from_db(user_id)
+    )
 
 
 def _balance_from_db(user_id: int) -> dict:
@@ -59,8 +57,14 @@ def allocation_remaining(*, user_id: int, org_id: int) -> Decimal:
 
 def pricing_rule(service: str) -> dict | None:
     """The active rule for a service, cached in the pricing_rules namespace."""
-    rule, _ = cache.get_or_set("pricing_rules", "service", service, compute=lambda: _pricing_rule_from_db(service))
+    rule, _ = cache.get_or_set(
+        "pricing_rules", pricing_rule_part(service), compute=lambda: _pricing_rule_from_db(service)
+    )
     return rule
+
+
+def pricing_rule_part(service: str) -> str:
+    return f"service_{service}"
 
 
 def _pricing_rule_from_db(service: str) -> dict | None:
@@ -73,8 +77,26 @@ def custom_credits_price(credits: Decimal) -> tuple[int, str]:
     return int(-((-credits * unit_price) // 1)), settings.CUSTOM_CREDITS_CURRENCY
 
 
-def usage_summary(user_id: int, days: int) -> dict:
-    """Credits used per day and per service over the last ``days`` days, from the rollup."""
+DEFAULT_SUMMARY_DAYS = 30
+
+
+def usage_summary(user_id: int, days: int) -> tuple[dict, bool]:
+    """Credits used per day and per service over the last ``days`` days, from the rollup.
+
+    The default 30-day window is cached; other windows are rare and read directly.
+    Returns (data, cache hit).
+    """
+    if days != DEFAULT_SUMMARY_DAYS:
+        return _usage_summary_from_db(user_id, days), False
+    return cache.get_or_set(
+        "credit_balance",
+        cache.user_part(user_id),
+        "usage_summary_30d",
+        compute=lambda: _usage_summary_from_db(user_id, days),
+    )
+
+
+def _usage_summary_from_db(user_id: int, days: int) -> dict:
     today = timezone.now().date()
     first_day = today - datetime.timedelta(days=days - 1)
     rows = (
@@ -122,12 +144,26 @@ def transactions_page(
     transaction_type: str | None = None,
     created_after: datetime.datetime | None = None,
     created_before: datetime.datetime | None = None,
-) -> tuple[list[CreditTransaction], str | None]:
-    queryset = CreditTransaction.objects.filter(user_id=user_id).only(*TRANSACTION_COLUMNS)
-    if transaction_type:
-        queryset = queryset.filter(transaction_type=transaction_type)
-    if created_after:
-        queryset = queryset.filter(created_at__gte=created_after)
-    if created_before:
-        queryset = queryset.filter(created_at__lt=created_before)
-    return keyset_page(queryset, cursor=cursor, limit=limit)
+) -> tuple[dict, bool]:
+    """One page of the caller's ledger as ``{"results", "next_cursor"}``; returns (page, cache hit).
+
+    The first unfiltered page of the default size is what almost every client
+    asks for, so that one page is cached; every other page is one index scan.
+    """
+    filters = {"transaction_type": transaction_type, "created_after": created_after, "created_before": created_before}
+    first_page = cursor is None and limit == DEFAULT_LIMIT and not any(filters.values())
+
+    def load() -> dict:
+        queryset = CreditTransaction.objects.filter(user_id=user_id)
+        if transaction_type:
+            queryset = queryset.filter(transaction_type=transaction_type)
+        if created_after:
+            queryset = queryset.filter(created_at__gte=created_after)
+        if created_before:
+            queryset = queryset.filter(created_at__lt=created_before)
+        rows, next_cursor = keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit)
+        return {"results": rows, "next_cursor": next_cursor}
+
+    if not first_page:
+        return load(), False
+    return cache.get_or_set("credit_balance", cache.user_part(user_id), "transactions_first_page", compute=load)

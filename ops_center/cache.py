@@ -1,21 +1,37 @@
-"""Namespaced cache-aside on top of Django's cache (django-redis in production).
+"""Namespaced cache-aside on Django's cache (django-redis with hiredis in production).
 
-Keys look like ``v1:credit_balance:user:42``: the namespace isolates kinds of
-data, the version lets a deploy retire old shapes at once. TTLs come from the
-performance report and can be overridden with ``settings.CACHE_TTLS``.
+Keys look like ``v1:credit_balance:user_42``. The namespace isolates a kind of
+data and sets its TTL (the performance report's values, overridable in
+``settings.CACHE_TTLS``); the version prefix lets a deploy retire old shapes.
 
-A cache outage must never fail a request: every call here treats a Redis error
-as a miss (reads) or a no-op (writes), and the caller falls back to the database.
+Three promises:
+
+* **A cache outage never fails a request.** Every call goes through a circuit
+  breaker: a Redis error opens it for ``CACHE_BREAKER_COOLDOWN`` seconds, during
+  which calls are misses and no-ops without touching the network, so an outage
+  costs one short timeout, not one per call. Afterwards one call probes, and
+  caching resumes by itself.
+* **No stampede.** A value is stored with a soft expiry (its TTL) inside a
+  longer hard TTL. When the soft expiry passes, one process takes a short lock
+  and recomputes while the others keep serving the previous value; on a cold
+  miss the others wait briefly for the winner instead of all querying.
+* **Counted without extra round trips.** Hits, misses, sets and deletes are
+  counted in-process and flushed to one Redis hash at most once a second, so
+  ``stats.snapshot()`` adds up every gunicorn worker.
 """
 
+import fnmatch
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.db import transaction
+
+from ops_center.cache_stats import CircuitBreaker, StatsRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +44,13 @@ DEFAULT_TTLS = {
     "analytics": 120,
 }
 KEY_VERSION = "v1"
+# How long a stale value may still be served while one process recomputes it.
+STALE_GRACE_SECONDS = 30
+LOCK_SECONDS = 5
+COLD_MISS_WAIT_SECONDS = 0.5
+
+breaker = CircuitBreaker()
+stats = StatsRecorder(breaker)
 _MISSING = object()
 
 
@@ -43,40 +66,88 @@ def make_key(namespace: str, *parts: Any) -> str:
     return ":".join([KEY_VERSION, namespace, *(str(part) for part in parts)])
 
 
+def user_part(user_id: int) -> str:
+    return f"user_{user_id}"
+
+
+def org_part(org_id: int) -> str:
+    return f"org_{org_id}"
+
+
+def _namespace_of(key: str) -> str:
+    return key.split(":", 2)[1]
+
+
 def get(namespace: str, *parts: Any, default: Any = None) -> Any:
-    try:
-        return django_cache.get(make_key(namespace, *parts), default)
-    except Exception:
-        logger.warning("cache get failed; serving from the database", exc_info=True)
+    """Plain cache-aside read; a stale entry still counts as present."""
+    key = make_key(namespace, *parts)
+    entry = breaker.call(lambda: django_cache.get(key, _MISSING), fallback=_MISSING)
+    if entry is _MISSING:
+        stats.record(namespace, "misses")
         return default
+    stats.record(namespace, "hits")
+    return entry[1]
 
 
 def set(namespace: str, *parts: Any, value: Any, ttl: int | None = None) -> None:
-    try:
-        django_cache.set(make_key(namespace, *parts), value, ttl if ttl is not None else ttl_for(namespace))
-    except Exception:
-        logger.warning("cache set failed", exc_info=True)
+    _store(make_key(namespace, *parts), value, ttl if ttl is not None else ttl_for(namespace))
 
 
-def delete_keys(keys: Iterable[str]) -> None:
-    keys = list(keys)
-    if not keys:
-        return
-    try:
-        django_cache.delete_many(keys)
-    except Exception:
-        # A missed eviction can serve a stale value for at most one TTL; log it loudly.
-        logger.error("cache delete failed for %s", keys, exc_info=True)
+def _store(key: str, value: Any, ttl: int) -> None:
+    entry = (time.time() + ttl, value)
+    breaker.call(lambda: django_cache.set(key, entry, ttl + STALE_GRACE_SECONDS), fallback=None)
+    stats.record(_namespace_of(key), "sets")
 
 
 def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int | None = None) -> tuple[Any, bool]:
-    """Cache-aside read. Returns (value, hit). A cached None or empty value is a hit."""
-    value = get(namespace, *parts, default=_MISSING)
-    if value is not _MISSING:
-        return value, True
-    value = compute()
-    set(namespace, *parts, value=value, ttl=ttl)
-    return value, False
+    """Cache-aside with stampede control. Returns (value, hit); a cached None is a hit."""
+    key = make_key(namespace, *parts)
+    ttl = ttl if ttl is not None else ttl_for(namespace)
+    entry = breaker.call(lambda: django_cache.get(key, _MISSING), fallback=_MISSING)
+    if entry is not _MISSING:
+        soft_expiry, value = entry
+        if soft_expiry > time.time() or not _take_lock(key):
+            # Fresh, or stale while another process is already recomputing it.
+            stats.record(namespace, "hits")
+            return value, True
+        return _recompute(key, namespace, compute, ttl), False
+
+    if breaker.is_open or _take_lock(key):
+        return _recompute(key, namespace, compute, ttl), False
+    entry = _wait_for_winner(key)
+    if entry is not _MISSING:
+        stats.record(namespace, "hits")
+        return entry[1], True
+    return _recompute(key, namespace, compute, ttl), False
+
+
+def _recompute(key: str, namespace: str, compute: Callable[[], Any], ttl: int) -> Any:
+    stats.record(namespace, "misses")
+    try:
+        value = compute()
+        _store(key, value, ttl)
+        return value
+    finally:
+        breaker.call(lambda: django_cache.delete(_lock_key(key)), fallback=None)
+
+
+def _lock_key(key: str) -> str:
+    return f"lock:{key}"
+
+
+def _take_lock(key: str) -> bool:
+    # On an open breaker, everyone computes: there is no shared place to coordinate.
+    return bool(breaker.call(lambda: django_cache.add(_lock_key(key), 1, LOCK_SECONDS), fallback=True))
+
+
+def _wait_for_winner(key: str):
+    deadline = time.monotonic() + COLD_MISS_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        entry = breaker.call(lambda: django_cache.get(key, _MISSING), fallback=_MISSING)
+        if entry is not _MISSING:
+            return entry
+    return _MISSING
 
 
 def cached(namespace: str, ttl: int | None = None):
@@ -85,7 +156,7 @@ def cached(namespace: str, ttl: int | None = None):
     def decorate(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            parts = [func.__name__, *args, *(f"{name}={kwargs[name]}" for name in sorted(kwargs))]
+            parts = [func.__qualname__, *args, *(f"{name}={kwargs[name]}" for name in sorted(kwargs))]
             value, _ = get_or_set(namespace, *parts, compute=lambda: func(*args, **kwargs), ttl=ttl)
             return value
 
@@ -94,6 +165,105 @@ def cached(namespace: str, ttl: int | None = None):
     return decorate
 
 
-def invalidate_on_commit(*keys: str) -> None:
-    """Evict after the surrounding transaction commits; a rollback evicts nothing."""
-    transaction.on_commit(lambda: delete_keys(keys))
+def delete_keys(keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if not keys:
+        return
+    breaker.call(lambda: django_cache.delete_many(keys), fallback=None)
+    for key in keys:
+        stats.record(_namespace_of(key), "deletes")
+
+
+def delete_pattern(pattern: str) -> int:
+    """Delete every key matching ``pattern`` (e.g. ``credit_balance:user_*``), with SCAN, never KEYS."""
+    full_pattern = f"{KEY_VERSION}:{pattern}"
+
+    def scan_and_delete() -> int:
+        if hasattr(django_cache, "delete_pattern"):
+            return django_cache.delete_pattern(full_pattern, itersize=500)
+        # The in-memory quick-start cache: match its keys in process.
+        matching = [key for key in list(django_cache._cache) if fnmatch.fnmatch(key.split(":", 2)[-1], full_pattern)]
+        for key in matching:
+            django_cache.delete(key.split(":", 2)[-1])
+        return len(matching)
+
+    deleted = breaker.call(scan_and_delete, fallback=0)
+    stats.record(pattern.split(":", 1)[0] if ":" in pattern else "all", "deletes", deleted)
+    return deleted
+
+
+def user_keys(user_id: int) -> list[str]:
+    """Every key that holds one user's credit data."""
+    return [make_key("credit_balance", user_part(user_id), view) for view in USER_VIEWS]
+
+
+def org_keys(org_id: int) -> list[str]:
+    """Every key that holds one org's billing data."""
+    return [make_key(namespace, org_part(org_id), view) for namespace, view in ORG_VIEWS]
+
+
+# The cached views of a user's and an org's data; invalidation deletes them all at once.
+USER_VIEWS = ("balance", "usage_summary_30d", "transactions_first_page")
+ORG_VIEWS = (("subscription", "current"), ("org_data", "credit_pool"), ("org_data", "members_usage_30d"))
+
+
+def invalidate_user_cache(user_id: int) -> None:
+    delete_keys(user_keys(user_id))
+
+
+def invalidate_org_cache(org_id: int) -> None:
+    delete_keys(org_keys(org_id))
+
+
+def invalidate_on_commit(*, user_ids: Iterable[int] = (), org_ids: Iterable[int] = (), keys: Iterable[str] = ()):
+    """Evict after the surrounding transaction commits: a rollback evicts nothing,
+    and the next read after a commit sees the new value (read-your-writes)."""
+    doomed = [*keys]
+    for user_id in user_ids:
+        doomed.extend(user_keys(user_id))
+    for org_id in org_ids:
+        doomed.extend(org_keys(org_id))
+    transaction.on_commit(lambda: delete_keys(doomed))
+
+
+def health_check() -> dict:
+    """Redis status from INFO; "degraded" while the breaker is open or Redis is unreachable."""
+    if not hasattr(django_cache, "client"):
+        return {"status": "local", "healthy": True, "backend": "in-process memory cache"}
+    if breaker.is_open:
+        return {"status": "degraded", "healthy": False, "detail": "circuit open; serving from the database"}
+    try:
+        info = django_cache.client.get_client(write=False).info()
+    except Exception as exc:
+        breaker.record_failure()
+        return {"status": "degraded", "healthy": False, "detail": f"{type(exc).__name__}: Redis unreachable"}
+    return {
+        "status": "connected",
+        "healthy": True,
+        "keyspace_hits": info.get("keyspace_hits"),
+        "keyspace_misses": info.get("keyspace_misses"),
+        "used_memory_human": info.get("used_memory_human"),
+        "connected_clients": info.get("connected_clients"),
+        "redis_version": info.get("redis_version"),
+    }
+
+
+def get_stats() -> dict:
+    return stats.snapshot()
+
+
+class GuardedCache:
+    """The get/set slice of Django's cache API behind the circuit breaker.
+
+    DRF's throttles talk to the cache directly; through this, a Redis outage
+    lets writes through unthrottled instead of failing them.
+    """
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return breaker.call(lambda: django_cache.get(key, default), fallback=default)
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> None:
+        breaker.call(lambda: django_cache.set(key, value, timeout), fallback=None)
+
+
+guarded_cache = GuardedCache()

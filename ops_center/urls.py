@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ops_center import health
+from ops_center.api.cache_views import CacheHealthView, CacheStatsView
 
 handler404 = "ops_center.api.errors.handler404"
 handler500 = "ops_center.api.errors.handler500"
@@ -10,6 +11,8 @@ handler500 = "ops_center.api.errors.handler500"
 api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("cache/stats", CacheStatsView.as_view(), name="cache-stats"),
+    path("cache/health", CacheHealthView.as_view(), name="cache-health"),
     path("", include("billing.api.urls")),
 ]
 

@@ -21,6 +21,6 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke at once; revoking twice keeps the first revocation time."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     # update() sends no signal, so evict the cached principal here, after commit.
-    cache.invalidate_on_commit(principal_cache_key(api_key.key_hash))
+    cache.invalidate_on_commit(keys=[principal_cache_key(api_key.key_hash)])
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key

@@ -53,7 +53,8 @@ class UsageSummaryView(APIView):
     def get(self, request):
         params = io.SummaryParams(data=request.query_params)
         params.is_valid(raise_exception=True)
-        return Response(selectors.usage_summary(request.user.pk, params.validated_data["days"]))
+        data, hit = selectors.usage_summary(request.user.pk, params.validated_data["days"])
+        return with_cache_header(Response(data), hit)
 
 
 class TransactionsView(APIView):
@@ -66,8 +67,8 @@ class TransactionsView(APIView):
     def get(self, request):
         filters = io.TransactionFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        rows, next_cursor = selectors.transactions_page(user_id=request.user.pk, **filters.validated_data)
-        return Response({"results": [transaction_out(row) for row in rows], "next_cursor": next_cursor})
+        page, hit = selectors.transactions_page(user_id=request.user.pk, **filters.validated_data)
+        return with_cache_header(Response(page), hit)
 
 
 class PackagesView(APIView):

@@ -18,7 +18,7 @@ KEYWORD = "Bearer"
 
 
 def principal_cache_key(key_hash: str) -> str:
-    return cache.make_key("user_tier", "apikey", key_hash)
+    return cache.make_key("user_tier", f"apikey_{key_hash}")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -38,10 +38,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         from orgs.models import hash_api_key
 
         key_hash = hash_api_key(raw_key)
-        principal = cache.get("user_tier", "apikey", key_hash)
+        principal = cache.get("user_tier", f"apikey_{key_hash}")
         if principal is None:
             principal = self._load_principal(key_hash)
-            cache.set("user_tier", "apikey", key_hash, value=principal)
+            cache.set("user_tier", f"apikey_{key_hash}", value=principal)
         return self._user_from(principal), principal["key_id"]
 
     def _load_principal(self, key_hash: str) -> dict:

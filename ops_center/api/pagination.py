@@ -52,8 +52,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise InvalidCursor() from exc
 
 
-def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> tuple[list, str | None]:
-    """One page of ``queryset`` newest first, and the cursor of the next page (or None)."""
+def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    """One page of a ``values()`` queryset newest first, and the cursor of the next page (or None)."""
     if cursor:
         created_at, row_id = decode_cursor(cursor)
         queryset = queryset.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id))
@@ -62,4 +62,4 @@ def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> tuple[
         return rows, None
     rows = rows[:limit]
     last = rows[-1]
-    return rows, encode_cursor(last.created_at, last.id)
+    return rows, encode_cursor(last["created_at"], last["id"])

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from billing.services import credits_purchase
 from ops_center import cache
+from ops_center.api.authentication import principal_cache_key
 from ops_center.tests.test_api_errors import assert_error
 from orgs.models import ApiKey, hash_api_key
 from orgs.services import api_key_create, api_key_revoke
@@ -23,7 +24,7 @@ def key_of(client) -> ApiKey:
 
 
 def cached_principal(client):
-    return cache.get("user_tier", "apikey", hash_api_key(client.raw_key))
+    return cache.get("user_tier", f"apikey_{hash_api_key(client.raw_key)}")
 
 
 def test_a_valid_key_authenticates_as_its_user(user_api, user):
@@ -105,7 +106,7 @@ def test_revoking_in_a_transaction_that_rolls_back_keeps_the_key_working(user_ap
     assert key_of(user_api).revoked_at is None
     assert cached_principal(user_api) is not None  # a rollback evicts nothing
     assert user_api.get(BALANCE).status_code == 200
-    cache.delete_keys([cache.make_key("user_tier", "apikey", hash_api_key(user_api.raw_key))])
+    cache.delete_keys([principal_cache_key(hash_api_key(user_api.raw_key))])
     assert user_api.get(BALANCE).status_code == 200  # and from the database too
 
 
