@@ -50,7 +50,7 @@ demo: $(RUNTIME_STAMP)
 
 run: demo
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
-	$(BIN)/python manage.py demo_info --keys var/demo-keys.csv
+	$(BIN)/python manage.py demo_info --keys var/demo-keys.csv --base-url http://$(HOST):$(PORT)
 	$(LOCAL_HTTP) BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
 
 clean:

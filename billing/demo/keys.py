@@ -49,7 +49,7 @@ def api_key_rows(issued: list[IssuedKey], now) -> list[tuple]:
 def write_keys_csv(path: Path, issued: list[IssuedKey]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as out:
-        writer = csv.writer(out)
+        writer = csv.writer(out, lineterminator="\n")  # shell tools read it line by line
         writer.writerow(KEYS_CSV_HEADER)
         for key in issued:
             org_id = "" if key.user.org_id is None else key.user.org_id
