@@ -151,19 +151,52 @@ def transactions_page(
     asks for, so that one page is cached; every other page is one index scan.
     """
     filters = {"transaction_type": transaction_type, "created_after": created_after, "created_before": created_before}
-    first_page = cursor is None and limit == DEFAULT_LIMIT and not any(filters.values())
+    if cursor is not None or limit != DEFAULT_LIMIT or any(filters.values()):
+        return _transactions_from_db(user_id, limit=limit, cursor=cursor, **filters), False
+    return cache.get_or_set(
+        "credit_balance",
+        cache.user_part(user_id),
+        "transactions_first_page",
+        compute=lambda: _transactions_from_db(user_id, limit=limit),
+    )
 
-    def load() -> dict:
-        queryset = CreditTransaction.objects.filter(user_id=user_id)
-        if transaction_type:
-            queryset = queryset.filter(transaction_type=transaction_type)
-        if created_after:
-            queryset = queryset.filter(created_at__gte=created_after)
-        if created_before:
-            queryset = queryset.filter(created_at__lt=created_before)
-        rows, next_cursor = keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit)
-        return {"results": rows, "next_cursor": next_cursor}
 
-    if not first_page:
-        return load(), False
-    return cache.get_or_set("credit_balance", cache.user_part(user_id), "transactions_first_page", compute=load)
+def _transactions_from_db(
+    user_id: int,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    transaction_type: str | None = None,
+    created_after: datetime.datetime | None = None,
+    created_before: datetime.datetime | None = None,
+) -> dict:
+    queryset = CreditTransaction.objects.filter(user_id=user_id)
+    if transaction_type:
+        queryset = queryset.filter(transaction_type=transaction_type)
+    if created_after:
+        queryset = queryset.filter(created_at__gte=created_after)
+    if created_before:
+        queryset = queryset.filter(created_at__lt=created_before)
+    rows, next_cursor = keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit)
+    return {"results": rows, "next_cursor": next_cursor}
+
+
+def most_active_user_ids(*, limit: int, days: int = 7) -> list[int]:
+    """Users with the most usage events lately, busiest first (from the rollup, not the ledger)."""
+    since = timezone.now().date() - datetime.timedelta(days=days)
+    return list(
+        UsageDaily.objects.filter(day__gte=since)
+        .values("user_id")
+        .annotate(events=Sum("events"))
+        .order_by("-events", "user_id")
+        .values_list("user_id", flat=True)[:limit]
+    )
+
+
+def warm_user(user_id: int) -> None:
+    """Recompute and store every cached view of one user's credit data."""
+    part = cache.user_part(user_id)
+    cache.set("credit_balance", part, "balance", value=_balance_from_db(user_id))
+    cache.set("credit_balance", part, "usage_summary_30d", value=_usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS))
+    first_page = _transactions_from_db(user_id, limit=DEFAULT_LIMIT)
+    cache.set("credit_balance", part, "transactions_first_page", value=first_page)

@@ -23,6 +23,7 @@ Three promises:
 import fnmatch
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -165,13 +166,38 @@ def cached(namespace: str, ttl: int | None = None):
     return decorate
 
 
+# Evictions that could not reach Redis; replayed before anything else once it is back.
+_failed_evictions: dict[str, None] = {}  # a dict as an ordered set: `set` is this module's own verb
+_failed_evictions_lock = threading.Lock()
+
+
 def delete_keys(keys: Iterable[str]) -> None:
     keys = list(keys)
     if not keys:
         return
-    breaker.call(lambda: django_cache.delete_many(keys), fallback=None)
+
+    def delete() -> bool:
+        django_cache.delete_many(keys)
+        return True
+
+    if not breaker.call(delete, fallback=False):
+        with _failed_evictions_lock:
+            _failed_evictions.update(dict.fromkeys(keys))
     for key in keys:
         stats.record(_namespace_of(key), "deletes")
+
+
+def _replay_failed_evictions() -> None:
+    with _failed_evictions_lock:
+        doomed = list(_failed_evictions)
+    if doomed:
+        django_cache.delete_many(doomed)  # raises while Redis is still down: the breaker stays open
+        with _failed_evictions_lock:
+            for key in doomed:
+                _failed_evictions.pop(key, None)
+
+
+breaker.before_recovery(_replay_failed_evictions)
 
 
 def delete_pattern(pattern: str) -> int:

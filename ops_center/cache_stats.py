@@ -30,6 +30,15 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._lock = threading.Lock()
         self.attempts_while_failing = 0
+        self._recovery_steps: list[Callable[[], None]] = []
+
+    def before_recovery(self, step: Callable[[], None]) -> None:
+        """Run ``step`` first when Redis is reachable again, before any other call.
+
+        The cache uses it to replay evictions that failed during the outage, so
+        a value cached before the outage is never served after a newer write.
+        """
+        self._recovery_steps.append(step)
 
     @property
     def cooldown(self) -> float:
@@ -44,6 +53,9 @@ class CircuitBreaker:
         if self.is_open:
             return fallback
         try:
+            if self._opened_at is not None:
+                for step in self._recovery_steps:
+                    step()
             result = operation()
         except Exception as exc:
             self.record_failure()

@@ -33,3 +33,13 @@ max_requests_jitter = 2000
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+
+def when_ready(server):
+    """With WARM_CACHE_ON_START=1, fill the cache in the background once workers can serve."""
+    if os.environ.get("WARM_CACHE_ON_START") == "1":
+        import subprocess
+        import sys
+
+        server.log.info("warming the cache in the background")
+        subprocess.Popen([sys.executable, "manage.py", "warm_cache", "--verbosity", "0"])  # noqa: S603

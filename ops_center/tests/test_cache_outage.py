@@ -1,0 +1,147 @@
+"""Redis outages with a real, second Redis that these tests stop and start."""
+
+import shutil
+import socket
+import subprocess
+import time
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from billing.services import credits_purchase
+from ops_center import cache
+from ops_center.settings import redis_cache
+
+pytestmark = pytest.mark.django_db
+
+
+class DisposableRedis:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: sudo apt-get install redis-server")
+        self.binary = binary
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        pytest.fail("the disposable Redis did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def disposable_redis(settings):
+    server = DisposableRedis()
+    server.start()
+    settings.CACHE_BREAKER_COOLDOWN = 0.5
+    with override_settings(CACHES={"default": redis_cache(server.url)}):
+        cache.breaker.reset()
+        yield server
+    server.stop()
+    cache.breaker.reset()
+
+
+@pytest.fixture
+def funded(user):
+    credits_purchase(user=user, credits=Decimal("50"))
+    return user
+
+
+ENDPOINTS = ("/api/v1/credits/balance", "/api/v1/credits/usage/summary", "/api/v1/credits/transactions")
+
+
+def test_every_endpoint_answers_from_the_database_while_redis_is_down(disposable_redis, user_api, funded):
+    before = {path: user_api.get(path).json() for path in ENDPOINTS}
+
+    disposable_redis.stop()
+    during = {path: user_api.get(path) for path in ENDPOINTS for _ in range(10)}
+    write = user_api.post("/api/v1/credits/usage", {"service": "embedding", "units": 1, "credits": "5"}, format="json")
+
+    assert all(response.status_code == 200 for response in during.values())
+    assert {path: response.json() for path, response in during.items()} == before
+    assert write.status_code == 201
+    assert write.json()["balance"] == "45.0000"
+    assert user_api.get("/api/v1/credits/balance").json()["balance"] == "45.0000"
+    # 31 requests, each several cache calls: the breaker lets one through per cooldown.
+    assert cache.breaker.attempts_while_failing <= 2
+
+
+def test_health_reports_degraded_and_recovers_after_restart(disposable_redis, user_api, funded):
+    assert cache.health_check()["status"] == "connected"
+
+    disposable_redis.stop()
+    user_api.get("/api/v1/credits/balance")
+    assert cache.health_check()["status"] == "degraded"
+
+    disposable_redis.start()
+    time.sleep(0.6)  # one breaker cooldown
+    assert user_api.get("/api/v1/credits/balance")["X-Cache"] == "MISS"
+    assert user_api.get("/api/v1/credits/balance")["X-Cache"] == "HIT"
+    assert cache.health_check()["status"] == "connected"
+
+
+def test_staff_health_endpoint_reports_degraded(disposable_redis, api):
+    from orgs.tests.factories import UserFactory
+
+    staff_api = api.as_user(UserFactory(is_staff=True))
+    disposable_redis.stop()
+
+    response = staff_api.get("/api/v1/cache/health")
+
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["healthy"]) == ("degraded", False)
+
+
+def test_writes_are_not_throttled_into_errors_while_redis_is_down(disposable_redis, user_api, funded):
+    disposable_redis.stop()
+
+    responses = [
+        user_api.post("/api/v1/credits/usage", {"service": "embedding", "units": 1, "credits": "1"}, format="json")
+        for _ in range(3)
+    ]
+
+    assert [response.status_code for response in responses] == [201, 201, 201]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("default_catalog")
+def test_a_write_during_an_outage_is_never_followed_by_a_stale_read(disposable_redis, user_api, funded):
+    import redis
+
+    assert user_api.get("/api/v1/credits/balance").json()["balance"] == "50.0000"
+    assert user_api.get("/api/v1/credits/balance")["X-Cache"] == "HIT"
+
+    # Freeze Redis without losing its data: our calls time out while the old balance stays cached.
+    redis.Redis(port=disposable_redis.port).execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    write = user_api.post("/api/v1/credits/usage", {"service": "embedding", "units": 1, "credits": "5"}, format="json")
+    assert write.status_code == 201
+    assert cache.breaker.is_open
+
+    time.sleep(2.1)  # the pause ends and the breaker cools down
+    after = user_api.get("/api/v1/credits/balance")
+
+    assert after.json()["balance"] == "45.0000"
+    assert after["X-Cache"] == "MISS"
