@@ -103,6 +103,8 @@ def redis_cache(url: str) -> dict:
 
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds the cache leaves Redis alone after a failure (ops_center/cache.py).
+CACHE_BREAKER_COOLDOWN = env.float("CACHE_BREAKER_COOLDOWN", default=5.0)
 if REDIS_URL:
     CACHES = {"default": redis_cache(REDIS_URL)}
 else:
