@@ -2,7 +2,10 @@
 
 from rest_framework import status
 
-from ops_center.api.exceptions import ApiError, PaymentRequired
+from ops_center.api.exceptions import ApiError, Conflict, PaymentRequired
+from orgs.errors import OrgNotFound
+
+__all__ = ["OrgNotFound"]
 
 
 class InsufficientCredits(PaymentRequired):
@@ -25,14 +28,33 @@ class UnknownPackage(ApiError):
     default_detail = "No active credit package has this code."
 
 
-class OrgNotFound(ApiError):
-    """Also raised for orgs the caller is not in, so their existence is not revealed."""
-
-    status_code = status.HTTP_404_NOT_FOUND
-    default_code = "org_not_found"
-    default_detail = "No such organization."
-
-
 class InvalidCost(ApiError):
     default_code = "invalid_cost"
     default_detail = "Usage must cost more than zero credits and no more than the largest balance."
+
+
+class NotAMember(ApiError):
+    default_code = "not_a_member"
+    default_detail = "That user is not a member of this organization."
+
+
+class PoolNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "pool_not_found"
+    default_detail = "This organization has no credit pool."
+
+
+class SubscriptionNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "subscription_not_found"
+    default_detail = "This organization has no current subscription."
+
+
+class AllocationBelowUsage(Conflict):
+    default_code = "allocation_below_usage"
+    default_detail = "An allocation cannot be lowered below what the member has already used."
+
+
+class PoolExhausted(Conflict):
+    default_code = "pool_exhausted"
+    default_detail = "The pool does not have that many unallocated credits."

@@ -14,6 +14,7 @@ api_v1 = [
     path("cache/stats", CacheStatsView.as_view(), name="cache-stats"),
     path("cache/health", CacheHealthView.as_view(), name="cache-health"),
     path("", include("billing.api.urls")),
+    path("", include("billing.api.org_urls")),
 ]
 
 urlpatterns = [

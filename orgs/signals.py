@@ -1,5 +1,6 @@
 """Cache invalidation only, after commit: a changed or revoked key, or a changed
-user (staff flag, tier, deactivation), must not authenticate from a stale entry.
+user (staff flag, tier, deactivation), must not authenticate from a stale entry,
+and a changed membership must not grant or deny from a stale role.
 """
 
 from django.conf import settings
@@ -8,7 +9,8 @@ from django.dispatch import receiver
 
 from ops_center import cache
 from ops_center.api.authentication import principal_cache_key
-from orgs.models import ApiKey
+from orgs.models import ApiKey, Membership
+from orgs.selectors import role_cache_part
 
 
 @receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="orgs.evict_api_key")
@@ -22,3 +24,9 @@ def evict_user_keys(sender, instance, created=False, **kwargs):
         return
     key_hashes = ApiKey.objects.filter(user_id=instance.pk).values_list("key_hash", flat=True)
     cache.invalidate_on_commit(keys=[principal_cache_key(key_hash) for key_hash in key_hashes])
+
+
+@receiver([post_save, post_delete], sender=Membership, dispatch_uid="orgs.evict_membership_role")
+def evict_membership_role(sender, instance, **kwargs):
+    role_key = cache.make_key("org_data", cache.org_part(instance.org_id), role_cache_part(instance.user_id))
+    cache.invalidate_on_commit(keys=[role_key], user_ids=[instance.user_id], org_ids=[instance.org_id])

@@ -40,15 +40,30 @@ def parse_limit(raw: str | None) -> int:
     return limit
 
 
+def sign_cursor(values: list) -> str:
+    """An opaque, tamper-evident cursor holding the sort key of the last row served."""
+    return signing.dumps(values, salt=_SALT, compress=True)
+
+
+def read_cursor(cursor: str, length: int) -> list:
+    try:
+        values = signing.loads(cursor, salt=_SALT)
+    except signing.BadSignature as exc:
+        raise InvalidCursor() from exc
+    if not isinstance(values, list) or len(values) != length:
+        raise InvalidCursor()
+    return values
+
+
 def encode_cursor(created_at: datetime, row_id: int) -> str:
-    return signing.dumps([created_at.isoformat(), row_id], salt=_SALT, compress=True)
+    return sign_cursor([created_at.isoformat(), row_id])
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    created_at, row_id = read_cursor(cursor, 2)
     try:
-        created_at, row_id = signing.loads(cursor, salt=_SALT)
         return datetime.fromisoformat(created_at), int(row_id)
-    except (signing.BadSignature, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise InvalidCursor() from exc
 
 

@@ -25,6 +25,7 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
         402: "Not enough credits, or the payment was declined; nothing was written.",
         403: "Authenticated but not allowed (or a session write without its CSRF token).",
         404: "No such resource (or not visible to the caller).",
+        409: "The request conflicts with the current state (e.g. the pool has too few credits); nothing was written.",
         413: "Request body too large.",
         415: "Unsupported content type; send application/json.",
         422: "Idempotency-Key reused with a different request.",

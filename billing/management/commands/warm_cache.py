@@ -7,8 +7,9 @@ from ops_center import cache
 
 class Command(BaseCommand):
     help = (
-        "Fill the hot cache namespace: balance, 30-day usage summary and first transactions page "
-        "of the most active users. Safe to run at any time."
+        "Fill the hot cache namespaces: balance, 30-day usage summary and first transactions page "
+        "of the most active users, and the subscription, pool and member usage of every org with a "
+        "live subscription. Safe to run at any time."
     )
 
     def add_arguments(self, parser):
@@ -17,7 +18,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, users: int, days: int, verbosity: int, **options):
         user_ids = selectors.most_active_user_ids(limit=users, days=days)
+        org_ids = selectors.live_subscription_org_ids()
         warmers = [(selectors.warm_user, user_id) for user_id in user_ids]
+        warmers += [(selectors.warm_org, org_id) for org_id in org_ids]
         with Progress(
             TextColumn("warming"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=verbosity == 0
         ) as progress:
@@ -28,4 +31,4 @@ class Command(BaseCommand):
         if cache.breaker.is_open:
             self.stderr.write("The cache is unreachable; nothing was warmed. Is Redis running (REDIS_URL)?")
             return
-        self.stdout.write(f"warmed {len(user_ids)} users")
+        self.stdout.write(f"warmed {len(user_ids)} users and {len(org_ids)} orgs with a live subscription")

@@ -1,0 +1,112 @@
+"""Org billing endpoints: thin views over the org selectors and pool_allocate."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing import selectors, services
+from billing.api import org_serializers as io
+from billing.api.views import transaction_out, with_cache_header
+from billing.errors import PoolNotFound, SubscriptionNotFound
+from ops_center.api.idempotency import run_idempotent
+from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
+from orgs.api.permissions import IsOrgAdmin, IsOrgMember
+
+ORG_READ_ERRORS = error_responses(400, 401, 403, 404, 503)
+
+
+class OrgSubscriptionView(APIView):
+    permission_classes = [IsOrgMember]
+
+    @extend_schema(
+        operation_id="org_subscription",
+        summary="The org's current subscription (members, admins, staff)",
+        responses={200: io.SubscriptionOut, **ORG_READ_ERRORS},
+    )
+    def get(self, request, org_id: int):
+        subscription, hit = selectors.org_subscription(org_id)
+        if subscription is None:
+            raise SubscriptionNotFound(details={"org_id": org_id})
+        return with_cache_header(Response({**subscription, "days_left": selectors.days_left(subscription)}), hit)
+
+
+class OrgCreditPoolView(APIView):
+    permission_classes = [IsOrgAdmin]
+
+    @extend_schema(
+        operation_id="org_credit_pool",
+        summary="The org's credit pool: total, allocated, used, available, next refresh (admins, staff)",
+        responses={200: io.PoolOut, **ORG_READ_ERRORS},
+    )
+    def get(self, request, org_id: int):
+        pool, hit = selectors.org_credit_pool(org_id)
+        if pool is None:
+            raise PoolNotFound(details={"org_id": org_id})
+        return with_cache_header(Response(pool), hit)
+
+
+class OwnAllocationView(APIView):
+    permission_classes = [IsOrgMember]
+
+    @extend_schema(
+        operation_id="org_own_allocation",
+        summary="The caller's own allocation in the org (any member)",
+        responses={200: io.MemberAllocationOut, **ORG_READ_ERRORS},
+    )
+    def get(self, request, org_id: int):
+        return Response(selectors.member_allocation(org_id=org_id, user_id=request.user.pk))
+
+
+class AllocationsView(APIView):
+    permission_classes = [IsOrgAdmin]
+
+    @extend_schema(
+        operation_id="org_allocate",
+        summary="Set a member's allocation from the pool (owners and admins)",
+        request=io.AllocationIn,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: io.AllocationWriteOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)},
+    )
+    def post(self, request, org_id: int):
+        body = io.AllocationIn(data=request.data)
+        body.is_valid(raise_exception=True)
+
+        def allocate(_idempotency_key):
+            result = services.pool_allocate(actor=request.user, org_id=org_id, **body.validated_data)
+            allocation = selectors.member_allocation(org_id=org_id, user_id=result.allocation.user_id)
+            ledger_row = transaction_out(result.transaction) if result.transaction else None
+            return Response({"allocation": allocation, "transaction": ledger_row})
+
+        return run_idempotent(request, allocate)
+
+
+class MembersUsageView(APIView):
+    permission_classes = [IsOrgAdmin]
+
+    @extend_schema(
+        operation_id="org_members_usage",
+        summary="Each member's allocation, use and usage in a window, cursor-paginated (admins, staff)",
+        parameters=[io.MembersUsageParams],
+        responses={200: io.MembersUsagePageOut, **ORG_READ_ERRORS},
+    )
+    def get(self, request, org_id: int):
+        params = io.MembersUsageParams(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        page, hit = selectors.members_usage_page(org_id=org_id, **params.validated_data)
+        return with_cache_header(Response(page), hit)
+
+
+class SubscriptionsView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="subscriptions_list",
+        summary="Every subscription, newest first, filterable (staff)",
+        parameters=[io.SubscriptionFilters],
+        responses={200: io.SubscriptionPageOut, **error_responses(400, 401, 403, 503)},
+    )
+    def get(self, request):
+        filters = io.SubscriptionFilters(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return Response(selectors.subscriptions_page(**filters.validated_data))

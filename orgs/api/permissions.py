@@ -1,0 +1,47 @@
+"""Who may do what under /org-billing/organizations/{org_id}/.
+
+| Role                 | Access                                              |
+|----------------------|-----------------------------------------------------|
+| owner or admin       | everything under their own org                      |
+| member               | the org's subscription and their own allocation     |
+| staff                | read everything                                     |
+| anyone else          | 404: the org's existence is not revealed            |
+"""
+
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from orgs.errors import OrgNotFound
+from orgs.models import Membership
+from orgs.selectors import membership_role
+
+ADMIN_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
+
+
+class _OrgPermission(BasePermission):
+    member_may_read = False
+
+    def has_permission(self, request, view) -> bool:
+        org_id = view.kwargs["org_id"]
+        role = membership_role(user_id=request.user.pk, org_id=org_id)
+        if role is None:
+            if request.user.is_staff and request.method in SAFE_METHODS:
+                return True
+            raise OrgNotFound(details={"org_id": org_id})
+        if role in ADMIN_ROLES:
+            return True
+        if request.user.is_staff and request.method in SAFE_METHODS:
+            return True
+        return self.member_may_read and request.method in SAFE_METHODS
+
+
+class IsOrgAdmin(_OrgPermission):
+    """Owners and admins; staff may read."""
+
+    message = "Only the organization's owners and admins may do this."
+
+
+class IsOrgMember(_OrgPermission):
+    """Any member may read; staff may read."""
+
+    member_may_read = True
+    message = "Members may only read."
