@@ -21,11 +21,14 @@ class _OrgPermission(BasePermission):
     member_may_read = False
 
     def has_permission(self, request, view) -> bool:
+        if not request.user.is_authenticated:
+            return False  # DRF answers 401
         org_id = view.kwargs["org_id"]
         role = membership_role(user_id=request.user.pk, org_id=org_id)
         if role is None:
-            if request.user.is_staff and request.method in SAFE_METHODS:
-                return True
+            if request.user.is_staff:
+                # Staff see every org anyway, so a 403 hides nothing from them.
+                return request.method in SAFE_METHODS
             raise OrgNotFound(details={"org_id": org_id})
         if role in ADMIN_ROLES:
             return True
