@@ -82,7 +82,7 @@ def loaded_tables():
             INSERT INTO orgs_user (password, is_superuser, username, first_name, last_name, email,
                                    is_staff, is_active, date_joined, tier)
             SELECT '', false, 'explain-' || g, '', '', '', false, true, now(), 'free'
-            FROM generate_series(1, 2000) g;
+            FROM generate_series(1, 1000) g;
             INSERT INTO orgs_organization (name, slug, created_at)
             SELECT 'Org ' || g, 'explain-org-' || g, now() FROM generate_series(1, 2000) g;
             INSERT INTO billing_plan (code, name, price_minor, currency, interval, included_credits, is_active)
@@ -101,7 +101,7 @@ def loaded_tables():
             INSERT INTO credit_transactions (user_id, org_id, transaction_type, amount, credits_before,
                                              credits_after, description, metadata, created_at)
             SELECT u.id, NULL, 'purchase', 1, g, g + 1, 'row', '{}', now() - (g || ' minutes')::interval
-            FROM generate_series(1, 100) g, orgs_user u;
+            FROM generate_series(1, 40) g, orgs_user u;
             ANALYZE;
             """
         )
@@ -144,3 +144,33 @@ def test_subscriptions_due_for_renewal_use_the_billing_index(loaded_tables):
         "ORDER BY current_period_end LIMIT 100"
     )
     assert "idx_subscriptions_billing" in plan
+
+
+def _explain_selector(call) -> str:
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    plans = [_explain(query["sql"]) for query in captured.captured_queries if query["sql"].startswith("SELECT")]
+    return "\n".join(plans)
+
+
+def test_the_subscription_endpoints_query_uses_the_partial_index(loaded_tables):
+    from billing.selectors.orgs import _subscription_from_db
+
+    org_id = Subscription.objects.values_list("org_id", flat=True).first()
+    assert "idx_subscriptions_active" in _explain_selector(lambda: _subscription_from_db(org_id))
+
+
+def test_the_pool_endpoints_query_uses_the_covering_index(loaded_tables):
+    from billing.selectors.orgs import _pool_from_db
+
+    org_id = CreditPool.objects.values_list("org_id", flat=True).first()
+    assert "idx_credit_pools_org" in _explain_selector(lambda: _pool_from_db(org_id))
+
+
+def test_the_transactions_endpoints_query_uses_the_history_index(loaded_tables):
+    from billing.selectors.credits import _transactions_from_db
+
+    user_id = CreditTransaction.objects.values_list("user_id", flat=True).first()
+    assert "idx_credit_transactions_history" in _explain_selector(lambda: _transactions_from_db(user_id, limit=20))
