@@ -1,27 +1,77 @@
-"""Atomic upserts that keep the usage rollup current inside the writing transaction."""
+"""Atomic upserts that keep the daily rollups current inside the writing transaction.
+
+Each is one ``INSERT ... ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x``:
+concurrent writers never lose an increment, and a rolled-back write takes its
+increments with it. ``billing.rollup_rebuild`` recomputes the same tables from
+the ledger and the invoices; a test proves the two agree.
+"""
 
 import datetime
 from decimal import Decimal
 
 from django.db import connection
 
-from billing.models import UsageDaily
+from billing.models import CreditFlowDaily, OrgUsageDaily, RevenueDaily, UsageDaily, UserActivity
+from billing.models.rollups import ROLLUP_SHARDS
 
+FLOW_COLUMNS = ("purchased", "consumed", "granted", "refreshed")
+# Never moves a user's last usage day backwards, whatever order writes commit in.
+USER_ACTIVITY_UPSERT = (
+    f"INSERT INTO {UserActivity._meta.db_table} AS activity (user_id, last_usage_on) VALUES (%s, %s) "  # noqa: S608
+    "ON CONFLICT (user_id) DO UPDATE SET last_usage_on = CASE WHEN EXCLUDED.last_usage_on > activity.last_usage_on "
+    "THEN EXCLUDED.last_usage_on ELSE activity.last_usage_on END"
+)
 _PERSONAL_CONFLICT = "(user_id, day, service) WHERE org_id IS NULL"
 _ORG_CONFLICT = "(user_id, org_id, day, service) WHERE org_id IS NOT NULL"
 
 
-def usage_daily_add(
+def _execute(sql: str, params: list) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def usage_recorded(
     *, user_id: int, org_id: int | None, day: datetime.date, service: str, credits: Decimal, units: int
 ) -> None:
-    """Add one usage event; concurrent writers never lose an increment (ON CONFLICT DO UPDATE)."""
-    table = UsageDaily._meta.db_table
+    """One metered usage event: per-user usage, org usage, the credit flow and user activity."""
     conflict = _ORG_CONFLICT if org_id is not None else _PERSONAL_CONFLICT
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS rollup (user_id, org_id, day, service, credits, units, events) "  # noqa: S608
-            f"VALUES (%s, %s, %s, %s, %s, %s, 1) ON CONFLICT {conflict} DO UPDATE SET "
-            "credits = rollup.credits + EXCLUDED.credits, units = rollup.units + EXCLUDED.units, "
-            "events = rollup.events + 1",
-            [user_id, org_id, day, service, credits, units],
+    _execute(
+        f"INSERT INTO {UsageDaily._meta.db_table} AS rollup "  # noqa: S608 - our identifiers
+        "(user_id, org_id, day, service, credits, units, events) VALUES (%s, %s, %s, %s, %s, %s, 1) "
+        f"ON CONFLICT {conflict} DO UPDATE SET credits = rollup.credits + EXCLUDED.credits, "
+        "units = rollup.units + EXCLUDED.units, events = rollup.events + 1",
+        [user_id, org_id, day, service, credits, units],
+    )
+    if org_id is not None:
+        _execute(
+            f"INSERT INTO {OrgUsageDaily._meta.db_table} AS rollup (org_id, day, credits) VALUES (%s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (org_id, day) DO UPDATE SET credits = rollup.credits + EXCLUDED.credits",
+            [org_id, day, credits],
         )
+    _execute(USER_ACTIVITY_UPSERT, [user_id, day])
+    credits_flowed(day=day, shard_key=user_id, consumed=credits)
+
+
+def credits_flowed(*, day: datetime.date, shard_key: int, **amounts: Decimal) -> None:
+    """Add to the day's credit flow: purchased, consumed, granted (signed) or refreshed."""
+    unknown = set(amounts) - set(FLOW_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown credit flows: {sorted(unknown)}")
+    values = [amounts.get(column, Decimal(0)) for column in FLOW_COLUMNS]
+    updates = ", ".join(f"{column} = flow.{column} + EXCLUDED.{column}" for column in FLOW_COLUMNS)
+    _execute(
+        f"INSERT INTO {CreditFlowDaily._meta.db_table} AS flow (day, shard, {', '.join(FLOW_COLUMNS)}) "  # noqa: S608
+        f"VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day, shard) DO UPDATE SET {updates}",
+        [day, shard_key % ROLLUP_SHARDS, *values],
+    )
+
+
+def revenue_recorded(*, day: datetime.date, currency: str, source: str, amount_minor: int, shard_key: int) -> None:
+    """A paid invoice: add its amount to the day's revenue for its currency and source."""
+    _execute(
+        f"INSERT INTO {RevenueDaily._meta.db_table} AS revenue "  # noqa: S608
+        "(day, currency, source, shard, amount_minor, invoices) VALUES (%s, %s, %s, %s, %s, 1) "
+        "ON CONFLICT (day, currency, source, shard) DO UPDATE SET "
+        "amount_minor = revenue.amount_minor + EXCLUDED.amount_minor, invoices = revenue.invoices + 1",
+        [day, currency, source, shard_key % ROLLUP_SHARDS, amount_minor],
+    )

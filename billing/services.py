@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing import selectors
+from billing import rollups, selectors
 from billing.errors import (
     AllocationBelowUsage,
     InsufficientCredits,
@@ -31,7 +31,6 @@ from billing.errors import (
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
 from billing.money import CREDIT_MAX_VALUE, ZERO_CREDITS, to_credits
 from billing.payments import get_gateway
-from billing.rollups import usage_daily_add
 from orgs.models import Membership
 
 
@@ -120,6 +119,14 @@ def credits_purchase(
     )
     invoice.status, invoice.paid_at = Invoice.Status.PAID, timezone.now()
     invoice.save(update_fields=["status", "paid_at"])
+    rollups.revenue_recorded(
+        day=invoice.paid_at.date(),
+        currency=currency,
+        source=Invoice.Source.CREDIT_PURCHASE,
+        amount_minor=price_minor,
+        shard_key=user.pk,
+    )
+    rollups.credits_flowed(day=ledger_row.created_at.date(), shard_key=user.pk, purchased=credits)
     ledger_row.metadata["payment_reference"] = charge.reference
     CreditTransaction.objects.filter(pk=ledger_row.pk).update(metadata=ledger_row.metadata)
     return CreditsResult(transaction=ledger_row, balance=after, invoice=invoice)
@@ -164,7 +171,7 @@ def credits_consume(
         metadata={"service": service, "units": units, "credits_per_unit": str(rule["credits_per_unit"])},
         idempotency_key=idempotency_key,
     )
-    usage_daily_add(
+    rollups.usage_recorded(
         user_id=user.pk, org_id=org_id, day=ledger_row.created_at.date(), service=service, credits=cost, units=units
     )
     return CreditsResult(transaction=ledger_row, balance=after)
@@ -226,6 +233,7 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
         description=f"{'Grant' if amount > 0 else 'Adjustment'}: {reason.strip()}"[:255],
         metadata={"actor_id": actor.pk, "actor": actor.get_username(), "reason": reason.strip()},
     )
+    rollups.credits_flowed(day=ledger_row.created_at.date(), shard_key=user.pk, granted=amount)
     return CreditsResult(transaction=ledger_row, balance=after)
 
 

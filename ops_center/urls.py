@@ -15,6 +15,7 @@ api_v1 = [
     path("cache/health", CacheHealthView.as_view(), name="cache-health"),
     path("", include("billing.api.urls")),
     path("", include("billing.api.org_urls")),
+    path("", include("analytics.api.urls")),
 ]
 
 urlpatterns = [

@@ -17,12 +17,16 @@ from django.db import connection, models
 from billing.models import (
     CreditAccount,
     CreditAllocation,
+    CreditFlowDaily,
     CreditPool,
     CreditTransaction,
     Invoice,
+    OrgUsageDaily,
     Plan,
+    RevenueDaily,
     Subscription,
     UsageDaily,
+    UserActivity,
 )
 from ops_center.models import IdempotencyRecord
 from orgs.models import ApiKey, Membership, Organization, User
@@ -35,6 +39,10 @@ DEMO_DATA_MODELS = (
     ApiKey,
     IdempotencyRecord,
     UsageDaily,
+    OrgUsageDaily,
+    UserActivity,
+    CreditFlowDaily,
+    RevenueDaily,
     CreditTransaction,
     Invoice,
     CreditAllocation,

@@ -24,6 +24,7 @@ from billing.models import (
     UsageDaily,
 )
 from billing.money import ZERO_CREDITS
+from billing.rollup_rebuild import ROLLUPS, ledger_date_range, months_between, rebuild
 from orgs.models import ApiKey, Membership, Organization, User
 
 ADMIN_USERNAME = "admin"
@@ -85,9 +86,23 @@ class DemoSeeder:
         with indexes_and_foreign_keys_deferred(CreditTransaction, UsageDaily, Invoice):
             self.load_ledger()
         self.load_balances_and_pools()
+        self.load_rollups()
         if with_keys:
             self.load_api_keys()
         sync_id_sequences(MODELS_WITH_EXPLICIT_IDS)
+
+    def load_rollups(self) -> None:
+        """The daily usage rollup is written with the ledger; the others are computed from it."""
+        date_range = ledger_date_range()
+        if date_range is None:
+            return
+        months = list(months_between(*date_range))
+        task = self._phase("rollups", len(months))
+        rebuild(
+            *date_range,
+            tables=tuple(table for table in ROLLUPS if table != "usage_daily"),
+            on_month=lambda _: self.progress.advance(task),
+        )
 
     def _phase(self, description: str, total: int):
         return self.progress.add_task(description, total=total)

@@ -11,7 +11,7 @@ class UsageDaily(models.Model):
     """Credits and units used per user, org (or personal), day and service.
 
     Kept current by an upsert in the same transaction as each usage write
-    (billing.rollups.usage_daily_add), so a summary costs O(days x services).
+    (billing.rollups.usage_recorded), so a summary costs O(days x services).
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)

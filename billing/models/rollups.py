@@ -1,0 +1,100 @@
+"""Daily rollups kept current inside the writing transaction, so reports cost O(days), not O(rows).
+
+They live beside the ledger because billing's own transactions write them;
+the analytics app only reads them.
+"""
+
+from django.conf import settings
+from django.db import models
+
+from billing.money import credit_field
+
+# Every write of a day lands on the same rollup row; spreading each day over a
+# few rows (by user id) keeps concurrent writers from queueing on one row lock.
+# Reports sum the shards.
+ROLLUP_SHARDS = 16
+
+
+class RevenueDaily(models.Model):
+    """Money taken per day, currency and source (paid invoices, by paid_at date)."""
+
+    class Source(models.TextChoices):
+        SUBSCRIPTION = "subscription", "Subscription"
+        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+
+    day = models.DateField()
+    currency = models.CharField(max_length=3)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    shard = models.PositiveSmallIntegerField(default=0)
+    amount_minor = models.BigIntegerField(default=0)
+    invoices = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "revenue_daily"
+        constraints = [
+            models.UniqueConstraint(fields=["day", "currency", "source", "shard"], name="uniq_revenue_daily_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.source} {self.amount_minor} {self.currency}"
+
+
+class CreditFlowDaily(models.Model):
+    """Credits entering and leaving the platform per day, from the ledger by type."""
+
+    day = models.DateField()
+    shard = models.PositiveSmallIntegerField(default=0)
+    purchased = credit_field()
+    consumed = credit_field()
+    granted = credit_field(help_text="Staff adjustments, signed: grants minus corrections.")
+    refreshed = credit_field()
+
+    class Meta:
+        db_table = "credit_flow_daily"
+        constraints = [
+            models.UniqueConstraint(fields=["day", "shard"], name="uniq_credit_flow_daily_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: +{self.purchased} -{self.consumed}"
+
+
+class OrgUsageDaily(models.Model):
+    """Credits used per org per day: the top-orgs report reads O(orgs x days) rows."""
+
+    org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    credits = credit_field()
+
+    class Meta:
+        db_table = "org_usage_daily"
+        constraints = [
+            models.UniqueConstraint(fields=["org", "day"], name="uniq_org_usage_daily_key"),
+        ]
+        indexes = [
+            # Top orgs by usage over a window: a range over days.
+            models.Index(fields=["day"], name="idx_org_usage_daily_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.day}: {self.credits}"
+
+
+class UserActivity(models.Model):
+    """The last day each user metered usage: "active users" counts a range of this index."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_usage_on = models.DateField()
+
+    class Meta:
+        db_table = "user_activity"
+        indexes = [
+            # Active users in the last N days: an index-only range count.
+            models.Index(fields=["last_usage_on"], name="idx_user_activity_last_usage"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} last used {self.last_usage_on}"
+
+
+__all__ = ["CreditFlowDaily", "OrgUsageDaily", "RevenueDaily", "UserActivity"]
