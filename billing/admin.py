@@ -21,14 +21,18 @@ from billing.errors import InsufficientCredits
 from billing.models import (
     CreditAccount,
     CreditAllocation,
+    CreditFlowDaily,
     CreditPackage,
     CreditPool,
     CreditTransaction,
     Invoice,
+    OrgUsageDaily,
     Plan,
     PricingRule,
+    RevenueDaily,
     Subscription,
     UsageDaily,
+    UserActivity,
 )
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, format_minor_units
 from billing.services import credits_adjust
@@ -271,5 +275,46 @@ class UsageDailyAdmin(SearchByUserAdmin, ReadOnlyAdmin):
     raw_id_fields = ("user", "org")
     ordering = ("-day", "-id")
     sortable_by = ()
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+
+@admin.register(RevenueDaily)
+class RevenueDailyAdmin(ReadOnlyAdmin):
+    """Kept by the services and rebuild_rollups; shown for audits, never edited."""
+
+    list_display = ("day", "currency", "source", "shard", "amount", "invoices")
+    list_filter = ("source", "currency", "day")
+    ordering = ("-day", "source", "shard")
+
+    @admin.display(description="Amount", ordering="amount_minor")
+    def amount(self, row: RevenueDaily) -> str:
+        return format_minor_units(row.amount_minor, row.currency)
+
+
+@admin.register(CreditFlowDaily)
+class CreditFlowDailyAdmin(ReadOnlyAdmin):
+    list_display = ("day", "shard", "purchased", "consumed", "granted", "refreshed")
+    list_filter = ("day",)
+    ordering = ("-day", "shard")
+
+
+@admin.register(OrgUsageDaily)
+class OrgUsageDailyAdmin(ReadOnlyAdmin):
+    list_display = ("day", "org", "credits")
+    list_select_related = ("org",)
+    list_filter = ("day",)
+    raw_id_fields = ("org",)
+    ordering = ("-day", "org_id")
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+
+@admin.register(UserActivity)
+class UserActivityAdmin(SearchByUserAdmin, ReadOnlyAdmin):
+    list_display = ("user", "last_usage_on")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    ordering = ("-last_usage_on", "user_id")
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER

@@ -12,14 +12,18 @@ from django.urls import reverse
 from billing.models import (
     CreditAccount,
     CreditAllocation,
+    CreditFlowDaily,
     CreditPackage,
     CreditPool,
     CreditTransaction,
     Invoice,
+    OrgUsageDaily,
     Plan,
     PricingRule,
+    RevenueDaily,
     Subscription,
     UsageDaily,
+    UserActivity,
 )
 from billing.tests.factories import (
     CreditAccountFactory,
@@ -46,6 +50,12 @@ def usage_daily_row() -> UsageDaily:
 # model -> builds one row with its own related rows (org included), so an N+1 shows up.
 ADMIN_ROWS = {
     Plan: PlanFactory,
+    RevenueDaily: lambda: RevenueDaily.objects.create(
+        day=datetime.date(2030, 1, 2), currency="USD", source="credit_purchase", shard=next(_numbers), amount_minor=5
+    ),
+    CreditFlowDaily: lambda: CreditFlowDaily.objects.create(day=datetime.date(2030, 1, 2), shard=next(_numbers)),
+    OrgUsageDaily: lambda: OrgUsageDaily.objects.create(org=OrganizationFactory(), day=datetime.date(2030, 1, 2)),
+    UserActivity: lambda: UserActivity.objects.create(user=UserFactory(), last_usage_on=datetime.date(2030, 1, 2)),
     CreditPackage: lambda: CreditPackage.objects.create(
         code=f"pack-{next(_numbers)}", name="Pack", credits=Decimal("500"), price_minor=900
     ),
