@@ -178,3 +178,24 @@ def test_analytics_cost_a_fixed_number_of_queries(staff_api, size, django_assert
         assert staff_api.get("/api/v1/org-billing/analytics/revenue-trends")["X-Cache"] == "MISS"
     with django_assert_num_queries(0):
         assert staff_api.get("/api/v1/org-billing/analytics/platform")["X-Cache"] == "HIT"
+
+
+def test_no_analytics_query_touches_the_ledger_or_the_invoices():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from analytics.selectors import _platform_from_db, _revenue_trends_from_db
+
+    call_command("seed_demo", "--users", "60", "--orgs", "5", "--transactions", "2000", "--seed", "5", verbosity=0)
+
+    with CaptureQueriesContext(connection) as captured:
+        _platform_from_db()
+        _revenue_trends_from_db("month", 12, "USD")
+
+    assert len(captured.captured_queries) == 10
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            cursor.execute(f"EXPLAIN {query['sql']}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "credit_transactions" not in plan
+            assert "billing_invoice" not in plan
