@@ -61,16 +61,16 @@ def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal
             row = cursor.fetchone()
     if row is None:
         return None
-    after = _credits_from_db(row[0])
+    after = credits_from_db(row[0])
     return after - delta, after
 
 
-def _credits_from_db(value) -> Decimal:
+def credits_from_db(value) -> Decimal:
     # PostgreSQL returns Decimal; the SQLite quick start returns a float.
     return to_credits(str(value))
 
 
-def _write_ledger(**fields) -> CreditTransaction:
+def write_ledger(**fields) -> CreditTransaction:
     return CreditTransaction.objects.create(created_at=timezone.now(), **fields)
 
 
@@ -102,7 +102,7 @@ def credits_purchase(
         status=Invoice.Status.OPEN,
     )
     before, after = _apply_to_account(user_id=user.pk, delta=credits)
-    ledger_row = _write_ledger(
+    ledger_row = write_ledger(
         user_id=user.pk,
         transaction_type=CreditTransaction.Type.PURCHASE,
         amount=credits,
@@ -112,10 +112,12 @@ def credits_purchase(
         metadata={"invoice_id": invoice.pk, "package": package_code, "price_minor": price_minor, "currency": currency},
         idempotency_key=idempotency_key,
     )
-    # Charged last: a decline raises and rolls back everything above. The key
-    # is per invoice, so a real gateway never charges a retried request twice.
+    # Charged last: a decline raises and rolls back everything above. With the
+    # client's Idempotency-Key the gateway's key survives a rollback, so a
+    # retried request is never charged twice; without one, each request is new.
+    gateway_key = f"purchase-{user.pk}-{idempotency_key}" if idempotency_key else f"invoice-{invoice.pk}"
     charge = get_gateway().charge(
-        amount_minor=price_minor, currency=currency, description=label, idempotency_key=f"invoice-{invoice.pk}"
+        amount_minor=price_minor, currency=currency, description=label, idempotency_key=gateway_key
     )
     invoice.status, invoice.paid_at = Invoice.Status.PAID, timezone.now()
     invoice.save(update_fields=["status", "paid_at"])
@@ -160,7 +162,7 @@ def credits_consume(
         moved = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
 
     before, after = moved
-    ledger_row = _write_ledger(
+    ledger_row = write_ledger(
         user_id=user.pk,
         org_id=org_id,
         transaction_type=CreditTransaction.Type.USAGE,
@@ -198,7 +200,7 @@ def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[
             f"UPDATE {pool_table} SET used_credits = used_credits + %s, updated_at = %s WHERE id = %s",  # noqa: S608
             [cost, timezone.now(), pool_id],
         )
-    after = _credits_from_db(remaining_after)
+    after = credits_from_db(remaining_after)
     return after + cost, after
 
 
@@ -224,7 +226,7 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
     if moved is None:
         raise _shortfall(-amount, selectors.personal_balance(user.pk))
     before, after = moved
-    ledger_row = _write_ledger(
+    ledger_row = write_ledger(
         user_id=user.pk,
         transaction_type=CreditTransaction.Type.ADJUSTMENT,
         amount=amount,
@@ -283,7 +285,7 @@ def pool_allocate(*, actor, org_id: int, user_id: int, credits: Decimal, note: s
     allocation.save(update_fields=["allocated_credits", "note", "updated_at"])
     ledger_row = None
     if delta != 0:
-        ledger_row = _write_ledger(
+        ledger_row = write_ledger(
             user_id=user_id,
             org_id=org_id,
             transaction_type=CreditTransaction.Type.ALLOCATION,

@@ -44,9 +44,12 @@ class TransactionType(models.TextChoices):
 class CreditTransaction(models.Model):
     """One append-only ledger row. Corrections are new rows, never edits.
 
-    Rows without an org move the user's personal balance; rows with an org move
-    the user's allocation in that org. ``credits_before``/``credits_after``
-    chain per (user, org) and always satisfy after = before + amount.
+    ``credits_before``/``credits_after`` always satisfy after = before + amount
+    and chain per balance they describe:
+    * rows without an org: the user's personal balance;
+    * usage and allocation rows with an org: the user's allocation in that org;
+    * refresh and expiry rows with an org: the org pool's total_credits (the
+      row's user is the org's billing contact).
     """
 
     Type = TransactionType
