@@ -150,26 +150,6 @@ def transactions_page(
     The first unfiltered page of the default size is what almost every client
     asks for, so that one page is cached; every other page is one index scan.
     """
-    filters = {"transaction_type": transaction_type, "created_after": created_after, "created_before": created_before}
-    if cursor is not None or limit != DEFAULT_LIMIT or any(filters.values()):
-        return _transactions_from_db(user_id, limit=limit, cursor=cursor, **filters), False
-    return cache.get_or_set(
-        "credit_balance",
-        cache.user_part(user_id),
-        "transactions_first_page",
-        compute=lambda: _transactions_from_db(user_id, limit=limit),
-    )
-
-
-def _transactions_from_db(
-    user_id: int,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    transaction_type: str | None = None,
-    created_after: datetime.datetime | None = None,
-    created_before: datetime.datetime | None = None,
-) -> dict:
     queryset = CreditTransaction.objects.filter(user_id=user_id)
     if transaction_type:
         queryset = queryset.filter(transaction_type=transaction_type)
@@ -177,6 +157,21 @@ def _transactions_from_db(
         queryset = queryset.filter(created_at__gte=created_after)
     if created_before:
         queryset = queryset.filter(created_at__lt=created_before)
+    if cursor is not None or limit != DEFAULT_LIMIT or transaction_type or created_after or created_before:
+        return _page(queryset, limit=limit, cursor=cursor), False
+    return cache.get_or_set(
+        "credit_balance",
+        cache.user_part(user_id),
+        "transactions_first_page",
+        compute=lambda: _page(queryset, limit=limit),
+    )
+
+
+def _first_page_from_db(user_id: int) -> dict:
+    return _page(CreditTransaction.objects.filter(user_id=user_id), limit=DEFAULT_LIMIT)
+
+
+def _page(queryset, *, limit: int, cursor: str | None = None) -> dict:
     rows, next_cursor = keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit)
     return {"results": rows, "next_cursor": next_cursor}
 
@@ -198,5 +193,5 @@ def warm_user(user_id: int) -> None:
     part = cache.user_part(user_id)
     cache.set("credit_balance", part, "balance", value=_balance_from_db(user_id))
     cache.set("credit_balance", part, "usage_summary_30d", value=_usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS))
-    first_page = _transactions_from_db(user_id, limit=DEFAULT_LIMIT)
+    first_page = _first_page_from_db(user_id)
     cache.set("credit_balance", part, "transactions_first_page", value=first_page)
