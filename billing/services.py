@@ -32,6 +32,7 @@ from billing.models import CreditAccount, CreditAllocation, CreditPackage, Credi
 from billing.money import CREDIT_MAX_VALUE, ZERO_CREDITS, to_credits
 from billing.payments import get_gateway
 from orgs.models import Membership
+from orgs.selectors import membership_role
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def credits_consume(
 
 
 def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[Decimal, Decimal]:
-    if not Membership.objects.filter(user_id=user_id, org_id=org_id).exists():
+    if membership_role(user_id=user_id, org_id=org_id) is None:
         raise OrgNotFound(details={"org_id": org_id})
     allocation_table, pool_table = CreditAllocation._meta.db_table, CreditPool._meta.db_table
     with connection.cursor() as cursor:
