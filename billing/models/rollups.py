@@ -31,6 +31,7 @@ class RevenueDaily(models.Model):
 
     class Meta:
         db_table = "revenue_daily"
+        verbose_name = verbose_name_plural = "daily revenue"
         constraints = [
             models.UniqueConstraint(fields=["day", "currency", "source", "shard"], name="uniq_revenue_daily_key"),
         ]
@@ -51,6 +52,7 @@ class CreditFlowDaily(models.Model):
 
     class Meta:
         db_table = "credit_flow_daily"
+        verbose_name = verbose_name_plural = "daily credit flow"
         constraints = [
             models.UniqueConstraint(fields=["day", "shard"], name="uniq_credit_flow_daily_key"),
         ]
@@ -68,6 +70,7 @@ class OrgUsageDaily(models.Model):
 
     class Meta:
         db_table = "org_usage_daily"
+        verbose_name = verbose_name_plural = "daily org usage"
         constraints = [
             models.UniqueConstraint(fields=["org", "day"], name="uniq_org_usage_daily_key"),
         ]
@@ -88,6 +91,7 @@ class UserActivity(models.Model):
 
     class Meta:
         db_table = "user_activity"
+        verbose_name = verbose_name_plural = "user activity"
         indexes = [
             # Active users in the last N days: an index-only range count.
             models.Index(fields=["last_usage_on"], name="idx_user_activity_last_usage"),

@@ -24,6 +24,7 @@ class UsageDaily(models.Model):
 
     class Meta:
         db_table = "usage_daily"
+        verbose_name = verbose_name_plural = "daily usage"
         constraints = [
             # Two partial keys because NULL org ids never conflict in a plain
             # unique index; the upsert names the one it targets.
