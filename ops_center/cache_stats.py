@@ -10,6 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache as django_cache
 
+from ops_center import metrics
+
 logger = logging.getLogger(__name__)
 
 STATS_HASH = "oc:cache-stats:v1"
@@ -94,6 +96,7 @@ class StatsRecorder:
         self._last_flush = time.monotonic()
 
     def record(self, namespace: str, event: str, amount: int = 1) -> None:
+        metrics.record_cache_event(namespace, event, amount)  # Prometheus, per namespace, in shared memory files
         with self._lock:
             self._pending[(namespace, event)] += amount
             due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_SECONDS

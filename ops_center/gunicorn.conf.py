@@ -3,8 +3,11 @@
 gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
 """
 
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 
@@ -43,3 +46,32 @@ def when_ready(server):
 
         server.log.info("warming the cache in the background")
         subprocess.Popen([sys.executable, "manage.py", "warm_cache", "--verbosity", "0"])  # noqa: S603
+
+
+# Prometheus multiprocess mode (ops_center/metrics.py): every worker writes its
+# samples to files in this directory and /metrics adds them all up, so each
+# worker is counted. It must be in the environment before the workers fork and
+# import prometheus_client; without one, a private directory is made and removed
+# on exit.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ops-center-metrics-")
+    os.environ["OPS_CENTER_OWNS_METRICS_DIR"] = "1"
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def on_starting(server):
+    """Start counting from zero: files of an earlier run (maybe with reused pids) would be added in."""
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    """A dead worker's counters stay in the sums; its live gauges must go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.get("OPS_CENTER_OWNS_METRICS_DIR") == "1":
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -37,6 +37,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so the request latency histogram covers the whole stack.
+    "ops_center.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin and Swagger UI assets from gunicorn, with no CDN.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -48,6 +50,19 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ops_center.api.errors.DatabaseUnavailableMiddleware",
 ]
+
+# django-debug-toolbar, in development only: with DEBUG=0 it is never imported,
+# and it is installed only by requirements-dev.txt.
+if DEBUG:
+    from importlib.util import find_spec
+
+    if find_spec("debug_toolbar") is not None:
+        INSTALLED_APPS.append("debug_toolbar")
+        MIDDLEWARE.insert(
+            MIDDLEWARE.index("ops_center.metrics.MetricsMiddleware") + 1,
+            "debug_toolbar.middleware.DebugToolbarMiddleware",
+        )
+        INTERNAL_IPS = ["127.0.0.1", "::1"]
 
 ROOT_URLCONF = "ops_center.urls"
 WSGI_APPLICATION = "ops_center.wsgi.application"
@@ -182,12 +197,18 @@ SPECTACULAR_SETTINGS = {
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Prometheus scrapes each instance directly, inside the network; the token guards it.
+SECURE_REDIRECT_EXEMPT += [r"^metrics$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# /metrics (ops_center/metrics.py): with a token, scrapers send "Authorization: Bearer <token>";
+# without one it is served only when DEBUG=1 and is a 404 in production.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,111 @@
+"""The report's seven endpoints, and the principals from the keys CSV that call them."""
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ORG_ID_PLACEHOLDER = "{id}"
+ROLES = ("user", "org_admin", "org_member", "staff")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    template: str  # "/api/v1/org-billing/organizations/{id}/subscription"
+    role: str  # the keys-CSV role whose principals call it
+
+    @property
+    def label(self) -> str:
+        """The name results are filed under; it survives a change of data set, so baselines compare."""
+        return f"GET {self.template}"
+
+    @property
+    def needs_org(self) -> bool:
+        return ORG_ID_PLACEHOLDER in self.template
+
+
+# The report's benchmarked endpoints, each called by the persona that uses it.
+REPORT_ENDPOINTS = (
+    Endpoint("/api/v1/credits/balance", "user"),
+    Endpoint("/api/v1/credits/usage/summary", "user"),
+    Endpoint("/api/v1/credits/transactions", "user"),
+    Endpoint("/api/v1/org-billing/organizations/{id}/subscription", "org_admin"),
+    Endpoint("/api/v1/org-billing/organizations/{id}/credit-pool", "org_admin"),
+    Endpoint("/api/v1/org-billing/analytics/platform", "staff"),
+    Endpoint("/api/v1/org-billing/analytics/revenue-trends", "staff"),
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    username: str
+    role: str
+    org_id: int | None
+    api_key: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """An endpoint as the benchmark calls it: one (path, principal) per client slot, used round robin."""
+
+    endpoint: Endpoint
+    calls: tuple[tuple[str, Principal], ...]
+
+
+def read_principals(path: Path) -> list[Principal]:
+    """Principals from a seed_demo keys CSV: username,role,org_id,api_key."""
+    with path.open(newline="") as keys_file:
+        reader = csv.DictReader(keys_file)
+        missing = {"username", "role", "org_id", "api_key"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
+        return [
+            Principal(
+                username=row["username"],
+                role=row["role"],
+                org_id=int(row["org_id"]) if row["org_id"] else None,
+                api_key=row["api_key"],
+            )
+            for row in reader
+        ]
+
+
+def resolve_targets(selectors: list[str], principals: list[Principal], default_role: str) -> list[Target]:
+    """Turn --endpoint values (``all``, a report path with or without a real id, any other path) into targets."""
+    targets: list[Target] = []
+    for selector in selectors:
+        if selector == "all":
+            targets.extend(_target(endpoint, principals, org_id=None) for endpoint in REPORT_ENDPOINTS)
+            continue
+        endpoint, org_id = _match_report_endpoint(selector)
+        if endpoint is None:
+            endpoint = Endpoint(selector, default_role)
+        targets.append(_target(endpoint, principals, org_id=org_id))
+    return targets
+
+
+def _match_report_endpoint(path: str) -> tuple[Endpoint | None, int | None]:
+    for endpoint in REPORT_ENDPOINTS:
+        if path == endpoint.template:
+            return endpoint, None
+        pattern = re.escape(endpoint.template).replace(re.escape(ORG_ID_PLACEHOLDER), r"(\d+)")
+        match = re.fullmatch(pattern, path)
+        if match:
+            return endpoint, int(match.group(1))
+    return None, None
+
+
+def _target(endpoint: Endpoint, principals: list[Principal], org_id: int | None) -> Target:
+    callers = [principal for principal in principals if principal.role == endpoint.role]
+    if endpoint.needs_org:
+        callers = [principal for principal in callers if principal.org_id is not None]
+        if org_id is not None:
+            # A given id is benchmarked as that org's own admins when the CSV has them.
+            callers = [principal for principal in callers if principal.org_id == org_id] or callers
+    if not callers:
+        raise ValueError(f"the keys file has no '{endpoint.role}' principal to call {endpoint.template}")
+    calls = tuple(
+        (endpoint.template.replace(ORG_ID_PLACEHOLDER, str(principal.org_id if org_id is None else org_id)), principal)
+        for principal in callers
+    )
+    return Target(endpoint=endpoint, calls=calls)
