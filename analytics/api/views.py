@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.api import serializers as io
-from billing.api.views import with_cache_header
+from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import error_responses
 
 

@@ -7,9 +7,10 @@ from rest_framework.views import APIView
 
 from billing import selectors, services
 from billing.api import org_serializers as io
-from billing.api.views import transaction_out, with_cache_header
+from billing.api.views import transaction_out
 from billing.errors import PoolNotFound, SubscriptionNotFound
 from ops_center.api.idempotency import run_idempotent
+from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
 from orgs.api.permissions import IsOrgAdmin, IsOrgMember
 

@@ -8,6 +8,7 @@ from billing import selectors, services
 from billing.api import serializers as io
 from billing.models import CreditPackage
 from ops_center.api.idempotency import run_idempotent
+from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
 
 READ_ERRORS = error_responses(400, 401, 503)
@@ -25,11 +26,6 @@ def transaction_out(row) -> dict:
         "org_id": row.org_id,
         "created_at": row.created_at,
     }
-
-
-def with_cache_header(response: Response, hit: bool) -> Response:
-    response["X-Cache"] = "HIT" if hit else "MISS"
-    return response
 
 
 class BalanceView(APIView):
