@@ -11,7 +11,7 @@ PORT ?= 8000
 # The quick start serves plain HTTP on loopback, so the HTTPS-only defaults are relaxed.
 LOCAL_HTTP := SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
 
-.PHONY: run test install lint format migrations-check demo clean loadtest
+.PHONY: run test test-sqlite install lint format migrations-check demo clean loadtest
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || { \
@@ -47,8 +47,21 @@ migrations-check: $(DEV_STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Real PostgreSQL and Redis: throwaway servers unless TEST_DATABASE_URL and TEST_REDIS_URL are set.
+# Then the API tests again on the quick start's SQLite (with the real Redis): same statuses, same amounts.
 test: lint migrations-check $(LOAD_STAMP)
 	$(BIN)/python scripts/test_services.py -- $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-sqlite
+
+SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answers.py billing/tests/test_org_api.py \
+	billing/tests/test_bad_input.py billing/tests/test_idempotency.py billing/tests/test_cache_coherence.py \
+	billing/tests/test_races.py billing/tests/test_org_races.py billing/tests/test_adjustments.py \
+	billing/tests/test_billing_cycles.py analytics/tests/test_analytics.py ops_center/tests/test_cache.py \
+	ops_center/tests/test_cache_endpoints.py ops_center/tests/test_api_errors.py ops_center/tests/test_pagination.py \
+	ops_center/tests/test_api_auth.py
+
+test-sqlite: $(DEV_STAMP)
+	$(BIN)/python scripts/test_services.py -- env DJANGO_SETTINGS_MODULE=ops_center.settings_test_sqlite \
+	  $(BIN)/pytest -p no:cacheprovider $(SQLITE_PASS) $(SQLITE_PYTEST_ARGS)
 
 # Loads a small demo data set once: --if-empty skips a database that already has users.
 demo: $(RUNTIME_STAMP)

@@ -2,6 +2,7 @@ import importlib
 
 import pytest
 from django.apps import apps as django_apps
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.urls import Resolver404, resolve
@@ -23,10 +24,26 @@ def _empty_cache():
     cache.clear()
 
 
+SQLITE_SETTINGS = "ops_center.settings_test_sqlite"
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _suite_runs_on_postgresql(django_db_setup, django_db_blocker):
+def _suite_runs_on_the_intended_database(django_db_setup, django_db_blocker):
+    """PostgreSQL, except in the quick start's SQLite pass, which must really be SQLite."""
+    expected = "sqlite" if settings.SETTINGS_MODULE == SQLITE_SETTINGS else "postgresql"
     with django_db_blocker.unblock():
-        assert connection.vendor == "postgresql", "the suite runs on PostgreSQL only"
+        assert connection.vendor == expected, f"this pass runs on {expected}, not {connection.vendor}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the SQLite pass, skip the tests of PostgreSQL-only features, giving each one's reason."""
+    if settings.SETTINGS_MODULE != SQLITE_SETTINGS:
+        return
+    for item in items:
+        marker = item.get_closest_marker("postgresql_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "PostgreSQL only")
+            item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {reason}"))
 
 
 class SchemaCheckedClient(APIClient):

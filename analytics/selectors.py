@@ -22,7 +22,7 @@ from billing.models import (
     Subscription,
     UserActivity,
 )
-from billing.money import ZERO_CREDITS
+from billing.money import ZERO_CREDITS, to_credits
 from ops_center import cache
 from orgs.models import Organization, User
 
@@ -112,10 +112,11 @@ def _credit_windows(since: datetime.date, current: Q, previous: Q) -> dict:
         consumed_now=Sum("consumed", filter=current),
         consumed_before=Sum("consumed", filter=previous),
     )
-    zero = ZERO_CREDITS
+    # Sums come back unrounded from SQLite; to_credits gives both databases' answer.
+    totals = {name: to_credits(value or ZERO_CREDITS) for name, value in totals.items()}
     return {
-        "purchased": _change(totals["purchased_now"] or zero, totals["purchased_before"] or zero),
-        "consumed": _change(totals["consumed_now"] or zero, totals["consumed_before"] or zero),
+        "purchased": _change(totals["purchased_now"], totals["purchased_before"]),
+        "consumed": _change(totals["consumed_now"], totals["consumed_before"]),
     }
 
 
@@ -126,7 +127,9 @@ def _top_orgs(since: datetime.date) -> list[dict]:
         .annotate(credits=Sum("credits"))
         .order_by("-credits", "org_id")[:TOP_ORGS]
     )
-    return [{"org_id": row["org_id"], "name": row["org__name"], "credits_used": row["credits"]} for row in rows]
+    return [
+        {"org_id": row["org_id"], "name": row["org__name"], "credits_used": to_credits(row["credits"])} for row in rows
+    ]
 
 
 def period_starts(interval: str, periods: int, today: datetime.date) -> list[datetime.date]:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from billing import rollups
 from billing.errors import PaymentDeclined
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditPool, CreditTransaction, Invoice, Plan, Subscription
-from billing.money import to_credits
+from billing.money import CREDITS_PARAM, credits_sql, to_credits
 from billing.payments import get_gateway
 from billing.services import credits_from_db, write_ledger
 from ops_center import cache
@@ -339,7 +339,8 @@ def _add_to_pool(*, org_id: int, credits: Decimal, next_refresh_date: datetime) 
     """Add to the pool total in one statement and return the new total; an org's first refresh creates its pool."""
     table = CreditPool._meta.db_table
     sql = (
-        f"UPDATE {table} SET total_credits = total_credits + %s, next_refresh_date = %s, "  # noqa: S608 - our table
+        f"UPDATE {table} SET total_credits = {credits_sql(f'total_credits + {CREDITS_PARAM}')}, "  # noqa: S608
+        "next_refresh_date = %s, "
         "updated_at = %s WHERE org_id = %s RETURNING total_credits"
     )
     params = [credits, next_refresh_date, timezone.now(), org_id]

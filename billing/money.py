@@ -35,6 +35,18 @@ def to_credits(value) -> Decimal:
     return amount.quantize(CREDIT_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+# Raw SQL that does arithmetic on credit columns must read the same on both databases.
+# SQLite binds a Decimal parameter as text and orders any number below any text, so a
+# parameter is cast to a number; and it stores these columns as binary floats, so every
+# sum is rounded back to the credit precision (on PostgreSQL's numeric(18,4) both are no-ops).
+CREDITS_PARAM = "CAST(%s AS NUMERIC)"
+
+
+def credits_sql(expression: str) -> str:
+    """``expression`` rounded to the credit precision, e.g. ``credits_sql("balance + " + CREDITS_PARAM)``."""
+    return f"ROUND({expression}, {CREDIT_DECIMAL_PLACES})"
+
+
 def format_minor_units(amount_minor: int, currency: str) -> str:
     """Render 1999 USD as '19.99 USD' (two-decimal currencies)."""
     return f"{Decimal(amount_minor).scaleb(-2):.2f} {currency}"

@@ -13,6 +13,7 @@ from django.db import connection
 
 from billing.models import CreditFlowDaily, OrgUsageDaily, RevenueDaily, UsageDaily, UserActivity
 from billing.models.rollups import ROLLUP_SHARDS
+from billing.money import credits_sql
 
 FLOW_COLUMNS = ("purchased", "consumed", "granted", "refreshed")
 # Never moves a user's last usage day backwards, whatever order writes commit in.
@@ -38,14 +39,14 @@ def usage_recorded(
     _execute(
         f"INSERT INTO {UsageDaily._meta.db_table} AS rollup "  # noqa: S608 - our identifiers
         "(user_id, org_id, day, service, credits, units, events) VALUES (%s, %s, %s, %s, %s, %s, 1) "
-        f"ON CONFLICT {conflict} DO UPDATE SET credits = rollup.credits + EXCLUDED.credits, "
+        f"ON CONFLICT {conflict} DO UPDATE SET credits = {credits_sql('rollup.credits + EXCLUDED.credits')}, "
         "units = rollup.units + EXCLUDED.units, events = rollup.events + 1",
         [user_id, org_id, day, service, credits, units],
     )
     if org_id is not None:
         _execute(
             f"INSERT INTO {OrgUsageDaily._meta.db_table} AS rollup (org_id, day, credits) VALUES (%s, %s, %s) "  # noqa: S608
-            "ON CONFLICT (org_id, day) DO UPDATE SET credits = rollup.credits + EXCLUDED.credits",
+            f"ON CONFLICT (org_id, day) DO UPDATE SET credits = {credits_sql('rollup.credits + EXCLUDED.credits')}",
             [org_id, day, credits],
         )
     _execute(USER_ACTIVITY_UPSERT, [user_id, day])
@@ -58,7 +59,7 @@ def credits_flowed(*, day: datetime.date, shard_key: int, **amounts: Decimal) ->
     if unknown:
         raise ValueError(f"unknown credit flows: {sorted(unknown)}")
     values = [amounts.get(column, Decimal(0)) for column in FLOW_COLUMNS]
-    updates = ", ".join(f"{column} = flow.{column} + EXCLUDED.{column}" for column in FLOW_COLUMNS)
+    updates = ", ".join(f"{column} = {credits_sql(f'flow.{column} + EXCLUDED.{column}')}" for column in FLOW_COLUMNS)
     _execute(
         f"INSERT INTO {CreditFlowDaily._meta.db_table} AS flow (day, shard, {', '.join(FLOW_COLUMNS)}) "  # noqa: S608
         f"VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day, shard) DO UPDATE SET {updates}",

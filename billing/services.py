@@ -29,7 +29,7 @@ from billing.errors import (
     UnknownService,
 )
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
-from billing.money import CREDIT_MAX_VALUE, ZERO_CREDITS, to_credits
+from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_sql, to_credits
 from billing.payments import get_gateway
 from orgs.models import Membership
 from orgs.selectors import membership_role
@@ -48,9 +48,10 @@ def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal
     Returns (before, after), or None when the balance does not cover a debit.
     """
     table = CreditAccount._meta.db_table
+    new_balance = credits_sql(f"balance + {CREDITS_PARAM}")
     sql = (
-        f"UPDATE {table} SET balance = balance + %s, updated_at = %s "  # noqa: S608 - our table name
-        "WHERE user_id = %s AND balance + %s >= 0 RETURNING balance"
+        f"UPDATE {table} SET balance = {new_balance}, updated_at = %s "  # noqa: S608 - our table name
+        f"WHERE user_id = %s AND {new_balance} >= 0 RETURNING balance"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [delta, timezone.now(), user_id, delta])
@@ -186,9 +187,9 @@ def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[
     allocation_table, pool_table = CreditAllocation._meta.db_table, CreditPool._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {allocation_table} SET used_credits = used_credits + %s, updated_at = %s "  # noqa: S608
-            f"WHERE user_id = %s AND pool_id = (SELECT id FROM {pool_table} WHERE org_id = %s) "
-            "AND allocated_credits - used_credits >= %s "
+            f"UPDATE {allocation_table} SET used_credits = {credits_sql(f'used_credits + {CREDITS_PARAM}')}, "  # noqa: S608
+            f"updated_at = %s WHERE user_id = %s AND pool_id = (SELECT id FROM {pool_table} WHERE org_id = %s) "
+            f"AND {credits_sql(f'allocated_credits - used_credits - {CREDITS_PARAM}')} >= 0 "
             "RETURNING pool_id, allocated_credits - used_credits",
             [cost, timezone.now(), user_id, org_id, cost],
         )
@@ -198,7 +199,8 @@ def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[
             raise _shortfall(cost, remaining, org_id=org_id)
         pool_id, remaining_after = row
         cursor.execute(
-            f"UPDATE {pool_table} SET used_credits = used_credits + %s, updated_at = %s WHERE id = %s",  # noqa: S608
+            f"UPDATE {pool_table} SET used_credits = {credits_sql(f'used_credits + {CREDITS_PARAM}')}, "  # noqa: S608
+            "updated_at = %s WHERE id = %s",
             [cost, timezone.now(), pool_id],
         )
     after = credits_from_db(remaining_after)
@@ -272,8 +274,10 @@ def pool_allocate(*, actor, org_id: int, user_id: int, credits: Decimal, note: s
     pool_table = CreditPool._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {pool_table} SET allocated_credits = allocated_credits + %s, updated_at = %s "  # noqa: S608
-            "WHERE id = %s AND total_credits - allocated_credits >= %s RETURNING total_credits - allocated_credits",
+            f"UPDATE {pool_table} SET allocated_credits = {credits_sql(f'allocated_credits + {CREDITS_PARAM}')}, "  # noqa: S608
+            f"updated_at = %s WHERE id = %s "
+            f"AND {credits_sql(f'total_credits - allocated_credits - {CREDITS_PARAM}')} >= 0 "
+            "RETURNING total_credits - allocated_credits",
             [delta, timezone.now(), pool_id, delta],
         )
         if cursor.fetchone() is None:

@@ -180,6 +180,7 @@ def test_analytics_cost_a_fixed_number_of_queries(staff_api, size, django_assert
         assert staff_api.get("/api/v1/org-billing/analytics/platform")["X-Cache"] == "HIT"
 
 
+@pytest.mark.postgresql_only("reads PostgreSQL's EXPLAIN plans")
 def test_no_analytics_query_touches_the_ledger_or_the_invoices():
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -52,7 +52,8 @@ def allocation_remaining(*, user_id: int, org_id: int) -> Decimal:
         .values_list(F("allocated_credits") - F("used_credits"), flat=True)
         .first()
     )
-    return remaining if remaining is not None else ZERO_CREDITS
+    # An expression, not a column: SQLite returns it unrounded.
+    return to_credits(remaining) if remaining is not None else ZERO_CREDITS
 
 
 def pricing_rule(service: str) -> dict | None:
@@ -107,6 +108,7 @@ def _usage_summary_from_db(user_id: int, days: int) -> dict:
     per_day = {first_day + datetime.timedelta(days=offset): ZERO_CREDITS for offset in range(days)}
     per_service: dict[str, dict] = {}
     for row in rows:
+        row["credits"] = to_credits(row["credits"])  # a sum: SQLite returns it unrounded
         per_day[row["day"]] = per_day.get(row["day"], ZERO_CREDITS) + row["credits"]
         totals = per_service.setdefault(
             row["service"], {"service": row["service"], "credits": ZERO_CREDITS, "units": 0, "events": 0}
@@ -118,7 +120,7 @@ def _usage_summary_from_db(user_id: int, days: int) -> dict:
         "days": days,
         "start_date": first_day,
         "end_date": today,
-        "total_credits": to_credits(sum(per_day.values(), ZERO_CREDITS)),
+        "total_credits": sum(per_day.values(), ZERO_CREDITS),
         "by_day": [{"date": day, "credits": credits} for day, credits in sorted(per_day.items())],
         "by_service": sorted(per_service.values(), key=lambda totals: totals["credits"], reverse=True),
     }

@@ -7,7 +7,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditAllocation, CreditPool, Subscription, UsageDaily
-from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, ZERO_CREDITS
+from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, ZERO_CREDITS, to_credits
 from ops_center import cache
 from ops_center.api.pagination import DEFAULT_LIMIT, read_cursor, sign_cursor
 from orgs.models import Membership
@@ -152,6 +152,9 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
             : limit + 1
         ]
     )
+    for row in rows:
+        # Computed columns: SQLite returns their sums unrounded, PostgreSQL already at 4 places.
+        row.update({name: to_credits(row[name]) for name in ("window_credits", "allocated", "used")})
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -403,12 +403,14 @@ def many_rows():
         )
 
 
+@pytest.mark.postgresql_only("reads PostgreSQL's EXPLAIN plans")
 @pytest.mark.django_db
 def test_the_due_subscriptions_batch_uses_the_billing_index(many_rows):
     due = due_subscriptions(as_of=datetime.datetime.now(datetime.UTC)).select_related("plan", "org")
     assert "idx_subscriptions_billing" in lock_batch(due, limit=500).explain()
 
 
+@pytest.mark.postgresql_only("reads PostgreSQL's EXPLAIN plans")
 @pytest.mark.django_db
 def test_the_due_pools_batch_uses_the_refresh_index(many_rows):
     due = with_live_subscription(due_pools(as_of=datetime.datetime.now(datetime.UTC)))

@@ -432,6 +432,7 @@ def assert_503_without_leaks(response, saved_settings: dict) -> None:
         assert leaked not in text
 
 
+@pytest.mark.postgresql_only("points the connection at a closed PostgreSQL port")
 @pytest.mark.django_db(transaction=True)
 def test_unreachable_database_is_json_503(user_api):
     cache.clear()  # the key's principal must come from the database
@@ -442,6 +443,7 @@ def test_unreachable_database_is_json_503(user_api):
     assert user_api.get(TRANSACTIONS).status_code == 200  # and it recovers once the database is back
 
 
+@pytest.mark.postgresql_only("points the connection at a closed PostgreSQL port")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("method", "path", "body"),
