@@ -93,7 +93,7 @@ def credits_purchase(
     else:
         credits = to_credits(credits)
         price_minor, currency = selectors.custom_credits_price(credits)
-        label = f"{credits.normalize():f} credits"
+        label = f"{credits.normalize():f} credit{'' if credits == 1 else 's'}"
 
     invoice = Invoice.objects.create(
         source=Invoice.Source.CREDIT_PURCHASE,

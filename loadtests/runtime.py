@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
         dest="keys_file",
         env_var="LOCUST_KEYS_FILE",
         default="var/demo-keys.csv",
-        help="seed_demo keys CSV (username,role,org_id,api_key)",
+        help="seed_demo keys CSV (username,role,org_id,api_key,user_id)",
     )
     group.add_argument(
         "--load-shape",

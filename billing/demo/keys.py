@@ -11,7 +11,7 @@ from pathlib import Path
 from billing.demo.population import DemoUser, Principal
 from orgs.models import generate_api_key, hash_api_key
 
-KEYS_CSV_HEADER = ("username", "role", "org_id", "api_key")
+KEYS_CSV_HEADER = ("username", "role", "org_id", "api_key", "user_id")
 API_KEY_COLUMNS = ("user_id", "name", "prefix", "key_hash", "created_at")
 DEMO_KEY_NAME = "demo load test"
 # Enough distinct identities for the load-test personas; every staff user gets one.
@@ -35,8 +35,9 @@ def issue_demo_keys(rng: random.Random, users: list[DemoUser]) -> list[IssuedKey
     for principal, limit in KEY_SAMPLE_LIMITS.items():
         candidates = [user for user in users if user.principal is principal]
         if limit is not None and len(candidates) > limit:
-            candidates = sorted(rng.sample(candidates, limit), key=lambda user: user.id)
-        for user in candidates:
+            candidates = rng.sample(candidates, limit)
+        # Busiest first: the README's examples take each role's first row, and it has history to show.
+        for user in sorted(candidates, key=lambda user: (-user.ledger_rows, user.id)):
             prefix, raw_key = generate_api_key()
             issued.append(IssuedKey(user=user, prefix=prefix, raw_key=raw_key))
     return issued
@@ -53,4 +54,4 @@ def write_keys_csv(path: Path, issued: list[IssuedKey]) -> None:
         writer.writerow(KEYS_CSV_HEADER)
         for key in issued:
             org_id = "" if key.user.org_id is None else key.user.org_id
-            writer.writerow((key.user.username, key.user.principal.value, org_id, key.raw_key))
+            writer.writerow((key.user.username, key.user.principal.value, org_id, key.raw_key, key.user.id))

@@ -17,6 +17,7 @@ from billing.demo.catalog import (
     ORG_ADJECTIVES,
     ORG_NOUNS,
     ORG_SUFFIXES,
+    PAID_PLANS,
     PLAN_WEIGHTS,
     PLANS,
     PlanSpec,
@@ -68,6 +69,10 @@ class DemoUser:
     # Rows of the personal ledger, and of the org allocation (0: no allocation).
     personal_rows: int = 0
     allocation_rows: int = 0
+
+    @property
+    def ledger_rows(self) -> int:
+        return self.personal_rows + self.allocation_rows
 
     @property
     def is_staff(self) -> bool:
@@ -183,7 +188,12 @@ def _draw_orgs(rng: random.Random, now, count: int, members: list[DemoUser]) -> 
 def _subscribe(rng: random.Random, now, org_id: int, *, created_at) -> DemoOrg:
     plan = PLANS[_weighted_index(rng, PLAN_WEIGHTS)]
     status = _weighted(rng, STATUS_WEIGHTS)
-    if plan.price_minor == 0 and status in ("trialing", "past_due"):
+    unpaid = ("trialing", "past_due")
+    if org_id <= len(STATUS_WEIGHTS):
+        # The first orgs take one status each, so even a small demo shows every status.
+        status = list(STATUS_WEIGHTS)[org_id - 1]
+        plan = PAID_PLANS[0] if plan.price_minor == 0 and status in unpaid else plan
+    elif plan.price_minor == 0 and status in unpaid:
         # Nothing to trial or to fail to pay on the free plan.
         status = "active"
     name = f"{rng.choice(ORG_ADJECTIVES)} {rng.choice(ORG_NOUNS)} {rng.choice(ORG_SUFFIXES)}"

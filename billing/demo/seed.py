@@ -143,11 +143,12 @@ class DemoSeeder:
     def load_orgs(self, plan_ids: dict[str, int]) -> None:
         orgs = self.population.orgs
         members = [user for user in self.population.users if user.org_id is not None]
-        task = self._phase("organizations", 2 * len(orgs) + len(members))
+        task = self._phase("organizations", len(orgs))
         with table_writer(Organization, ("id", "name", "slug", "created_at")) as write:
             for org in orgs:
                 write((org.id, org.name, org.slug, org.created_at))
                 self.progress.advance(task)
+        task = self._phase("subscriptions", len(orgs))
         columns = ("id", "org_id", "plan_id", "status", "current_period_start", "current_period_end")
         columns += ("cancel_at_period_end", "created_at", "updated_at")
         with table_writer(Subscription, columns) as write:
@@ -157,6 +158,7 @@ class DemoSeeder:
                 write((org.id, org.id, plan_ids[org.plan.code], org.status, *period, org.created_at, self.now))
                 self.counts[f"subscriptions {org.status}"] += 1
                 self.progress.advance(task)
+        task = self._phase("memberships", len(members))
         with table_writer(Membership, ("id", "user_id", "org_id", "role", "created_at")) as write:
             for membership_id, user in enumerate(members, start=1):
                 write((membership_id, user.id, user.org_id, user.membership_role, user.joined_org_at))

@@ -202,3 +202,11 @@ def test_reads_make_a_fixed_number_of_queries(
         credits_purchase(user=user, credits=Decimal("1"))
     with django_assert_num_queries(expected_queries):
         assert user_api.get(path).status_code == 200
+
+
+@pytest.mark.parametrize(("credits", "description"), [("1", "Purchase: 1 credit"), ("250", "Purchase: 250 credits")])
+def test_a_custom_purchase_is_described_in_plain_words(user_api, credits, description):
+    response = user_api.post("/api/v1/credits/purchases", {"credits": credits}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["transaction"]["description"] == description

@@ -174,11 +174,11 @@ def test_keys_csv_has_a_working_key_for_every_role(keys_csv):
         reader = csv.reader(keys_file)
         header, rows = next(reader), list(reader)
 
-    assert header == ["username", "role", "org_id", "api_key"]
+    assert header == ["username", "role", "org_id", "api_key", "user_id"]
     assert {row[1] for row in rows} == ROLES
-    for username, role, org_id, raw_key in rows:
+    for username, role, org_id, raw_key, user_id in rows:
         key = ApiKey.objects.select_related("user").get(key_hash=hash_api_key(raw_key))
-        assert (key.user.username, key.revoked_at) == (username, None)
+        assert (key.user.username, str(key.user_id), key.revoked_at) == (username, user_id, None)
         membership = Membership.objects.filter(user=key.user).first()
         if role in ("user", "staff"):
             assert (membership, org_id) == (None, "")

@@ -53,7 +53,7 @@ class Target:
 
 
 def read_principals(path: Path) -> list[Principal]:
-    """Principals from a seed_demo keys CSV: username,role,org_id,api_key."""
+    """Principals from a seed_demo keys CSV: username,role,org_id,api_key,user_id."""
     with path.open(newline="") as keys_file:
         reader = csv.DictReader(keys_file)
         missing = {"username", "role", "org_id", "api_key"} - set(reader.fieldnames or ())

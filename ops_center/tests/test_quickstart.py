@@ -1,45 +1,10 @@
 """The embedded quick start (SQLite, in-memory cache) migrates and serves under gunicorn."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
-import pytest
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-
-
-def quickstart_env(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_", "TEST_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ops_center.settings",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        STATIC_ROOT=str(tmp_path / "static"),
-        SECURE_SSL_REDIRECT="0",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str) -> tuple[int, bytes]:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback URL built here
-        return response.status, response.read()
+from ops_center.tests.quickstart import GUNICORN, PROJECT_DIR, free_port, get, manage, quickstart_env, wait_for
 
 
 def test_default_settings_are_sqlite_and_memory_cache():
@@ -83,18 +48,6 @@ def test_sqlite_quick_start_migrates_and_serves(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
-
-
-def wait_for(url: str, server: subprocess.Popen) -> tuple[int, bytes]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"gunicorn exited: {server.stderr.read().decode(errors='replace')}")
-        try:
-            return get(url)
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"{url} did not answer within 30 s")
 
 
 def test_deploy_check_is_clean_with_real_secrets(tmp_path):

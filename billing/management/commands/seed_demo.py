@@ -52,7 +52,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--keys-out",
             type=Path,
-            help="Issue API keys for a sample of users and write them to this CSV (username,role,org_id,api_key).",
+            help="Issue API keys for a sample of users and write them to this CSV "
+            "(username,role,org_id,api_key,user_id).",
         )
 
     def handle(self, *args, **options):
