@@ -36,20 +36,25 @@ def usage_recorded(
 ) -> None:
     """One metered usage event: per-user usage, org usage, the credit flow and user activity."""
     conflict = _ORG_CONFLICT if org_id is not None else _PERSONAL_CONFLICT
-    _execute(
-        f"INSERT INTO {UsageDaily._meta.db_table} AS rollup "  # noqa: S608 - our identifiers
-        "(user_id, org_id, day, service, credits, units, events) VALUES (%s, %s, %s, %s, %s, %s, 1) "
-        f"ON CONFLICT {conflict} DO UPDATE SET credits = {credits_sql('rollup.credits + EXCLUDED.credits')}, "
-        "units = rollup.units + EXCLUDED.units, events = rollup.events + 1",
-        [user_id, org_id, day, service, credits, units],
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {UsageDaily._meta.db_table} AS rollup "  # noqa: S608 - our identifiers
+            "(user_id, org_id, day, service, credits, units, events) VALUES (%s, %s, %s, %s, %s, %s, 1) "
+            f"ON CONFLICT {conflict} DO UPDATE SET credits = {credits_sql('rollup.credits + EXCLUDED.credits')}, "
+            "units = rollup.units + EXCLUDED.units, events = rollup.events + 1 RETURNING events",
+            [user_id, org_id, day, service, credits, units],
+        )
+        (events,) = cursor.fetchone()
     if org_id is not None:
         _execute(
             f"INSERT INTO {OrgUsageDaily._meta.db_table} AS rollup (org_id, day, credits) VALUES (%s, %s, %s) "  # noqa: S608
             f"ON CONFLICT (org_id, day) DO UPDATE SET credits = {credits_sql('rollup.credits + EXCLUDED.credits')}",
             [org_id, day, credits],
         )
-    _execute(USER_ACTIVITY_UPSERT, [user_id, day])
+    if events == 1:
+        # The day's first event of this kind; a later one (its row locked by the
+        # upsert above, so never a concurrent one) already left the day in place.
+        _execute(USER_ACTIVITY_UPSERT, [user_id, day])
     credits_flowed(day=day, shard_key=user_id, consumed=credits)
 
 

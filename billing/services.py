@@ -31,6 +31,7 @@ from billing.errors import (
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
 from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_sql, to_credits
 from billing.payments import get_gateway
+from ops_center import cache, metrics
 from orgs.models import Membership
 from orgs.selectors import membership_role
 
@@ -72,8 +73,32 @@ def credits_from_db(value) -> Decimal:
     return to_credits(str(value))
 
 
+# Every column but the id, in model order: the INSERT below is built once.
+_LEDGER_FIELDS = [field for field in CreditTransaction._meta.concrete_fields if not field.primary_key]
+_LEDGER_INSERT = (
+    f"INSERT INTO {CreditTransaction._meta.db_table} "  # noqa: S608 - our identifiers
+    f"({', '.join(field.column for field in _LEDGER_FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_LEDGER_FIELDS))}) RETURNING id"
+)
+
+
 def write_ledger(**fields) -> CreditTransaction:
-    return CreditTransaction.objects.create(created_at=timezone.now(), **fields)
+    """Append one ledger row; once the transaction commits, evict its user's (and org's) cached views and count it.
+
+    Every balance change goes through here. One INSERT ... RETURNING, without
+    the ORM's save machinery: this is on every debit's path.
+    """
+    row = CreditTransaction(**fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LEDGER_INSERT,
+            [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LEDGER_FIELDS],
+        )
+        row.id = cursor.fetchone()[0]
+    row._state.adding, row._state.db = False, connection.alias
+    cache.invalidate_on_commit(user_ids=[row.user_id], org_ids=[row.org_id] if row.org_id else [])
+    metrics.record_ledger_write(row.transaction_type)
+    return row
 
 
 @transaction.atomic
@@ -104,6 +129,14 @@ def credits_purchase(
         status=Invoice.Status.OPEN,
     )
     before, after = _apply_to_account(user_id=user.pk, delta=credits)
+    # Charged inside the transaction: a decline raises and rolls back everything
+    # above. With the client's Idempotency-Key the gateway's key survives a
+    # rollback, so a retried request is never charged twice; without one, each
+    # request is new. The ledger row follows, so it is written once, complete.
+    gateway_key = f"purchase-{user.pk}-{idempotency_key}" if idempotency_key else f"invoice-{invoice.pk}"
+    charge = get_gateway().charge(
+        amount_minor=price_minor, currency=currency, description=label, idempotency_key=gateway_key
+    )
     ledger_row = write_ledger(
         user_id=user.pk,
         transaction_type=CreditTransaction.Type.PURCHASE,
@@ -111,15 +144,14 @@ def credits_purchase(
         credits_before=before,
         credits_after=after,
         description=f"Purchase: {label}",
-        metadata={"invoice_id": invoice.pk, "package": package_code, "price_minor": price_minor, "currency": currency},
+        metadata={
+            "invoice_id": invoice.pk,
+            "package": package_code,
+            "price_minor": price_minor,
+            "currency": currency,
+            "payment_reference": charge.reference,
+        },
         idempotency_key=idempotency_key,
-    )
-    # Charged last: a decline raises and rolls back everything above. With the
-    # client's Idempotency-Key the gateway's key survives a rollback, so a
-    # retried request is never charged twice; without one, each request is new.
-    gateway_key = f"purchase-{user.pk}-{idempotency_key}" if idempotency_key else f"invoice-{invoice.pk}"
-    charge = get_gateway().charge(
-        amount_minor=price_minor, currency=currency, description=label, idempotency_key=gateway_key
     )
     invoice.status, invoice.paid_at = Invoice.Status.PAID, timezone.now()
     invoice.save(update_fields=["status", "paid_at"])
@@ -131,8 +163,6 @@ def credits_purchase(
         shard_key=user.pk,
     )
     rollups.credits_flowed(day=ledger_row.created_at.date(), shard_key=user.pk, purchased=credits)
-    ledger_row.metadata["payment_reference"] = charge.reference
-    CreditTransaction.objects.filter(pk=ledger_row.pk).update(metadata=ledger_row.metadata)
     return CreditsResult(transaction=ledger_row, balance=after, invoice=invoice)
 
 

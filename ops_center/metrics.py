@@ -17,7 +17,6 @@ import time
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.signals import post_save
 from django.http import Http404, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import (
@@ -79,7 +78,6 @@ class MetricsMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        _count_ledger_writes()
 
     def __call__(self, request):
         queries = _QueryCounter()
@@ -96,22 +94,12 @@ class MetricsMiddleware:
         return response
 
 
-def _count_ledger_writes() -> None:
-    """Count ledger rows once their transaction commits; a rolled-back write is not a write.
+def record_ledger_write(transaction_type: str) -> None:
+    """Count a ledger row once its transaction commits; a rolled-back write is not a write.
 
-    The model is looked up by name: ops_center sits below billing and never imports it.
-    Bulk loads (seed_demo's COPY) send no signal and are not counted.
+    Called by billing's one ledger writer. Bulk loads (seed_demo's COPY) are not counted.
     """
-    from django.apps import apps
-
-    ledger = apps.get_model("billing", "CreditTransaction")
-    post_save.connect(_on_ledger_save, sender=ledger, dispatch_uid="ops_center.metrics.ledger_writes")
-
-
-def _on_ledger_save(sender, instance, created, **kwargs):
-    if created:
-        counter = LEDGER_WRITES.labels(instance.transaction_type)
-        transaction.on_commit(counter.inc)
+    transaction.on_commit(LEDGER_WRITES.labels(transaction_type).inc)
 
 
 @require_GET

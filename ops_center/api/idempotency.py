@@ -59,10 +59,7 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
         if not _claim(request.user.pk, key, request.path, request_fingerprint):
             return _replay(request.user.pk, key, request_fingerprint)
         response = handle(key)
-        IdempotencyRecord.objects.filter(user_id=request.user.pk, key=key).update(
-            status_code=response.status_code,
-            response_body=orjson.dumps(response.data, default=json_default).decode(),
-        )
+        _store_response(request.user.pk, key, response)
         return response
 
 
@@ -75,6 +72,18 @@ def _claim(user_id: int, key: str, endpoint: str, request_fingerprint: str) -> b
             [user_id, key, endpoint, request_fingerprint],
         )
         return cursor.fetchone() is not None
+
+
+_STORE_RESPONSE = (
+    f"UPDATE {IdempotencyRecord._meta.db_table} SET status_code = %s, response_body = %s "  # noqa: S608 - our table
+    "WHERE user_id = %s AND key = %s"
+)
+
+
+def _store_response(user_id: int, key: str, response: Response) -> None:
+    body = orjson.dumps(response.data, default=json_default).decode()
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_RESPONSE, [response.status_code, body, user_id, key])
 
 
 def _replay(user_id: int, key: str, request_fingerprint: str) -> Response:
