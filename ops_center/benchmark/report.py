@@ -4,6 +4,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from ops_center.benchmark import server_cpu
 from ops_center.benchmark.runner import CLOCK, RunSettings
 from ops_center.benchmark.stats import COMPARED_FIGURES, PERCENTILE_METHOD
 
@@ -38,6 +39,8 @@ def block(figures: dict) -> str:
     lines += [
         "",
         f"Throughput:    {figures['throughput_rps']:.2f} req/s",
+        server_cpu.describe(figures.get("server_cpu") or server_cpu.not_measured("not in this export")),
+        server_cpu.describe(figures.get("client_cpu") or server_cpu.not_measured("not in this export"), "Client CPU"),
         f"Cache:         {_cache_line(figures)}",
         RULE,
     ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import urllib3
 
+from ops_center.benchmark.server_cpu import Meter
 from ops_center.benchmark.targets import Endpoint, Target
 
 CLOCK = "time.perf_counter_ns (monotonic)"
@@ -45,6 +46,7 @@ class EndpointRun:
     failures: Counter = field(default_factory=Counter)  # "500", "error: NewConnectionError", ...
     cache: Counter = field(default_factory=Counter)  # X-Cache of successful responses: HIT, MISS or none
     wall_ns: int = 0
+    cpu: dict = field(default_factory=dict)  # server_cpu and client_cpu over the measured phase (server_cpu.Meter)
 
     @property
     def requests(self) -> int:
@@ -67,9 +69,12 @@ class _Budget:
 
 
 class Runner:
-    def __init__(self, settings: RunSettings, *, flush_cache: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, settings: RunSettings, *, flush_cache: Callable[[], None] | None = None, meter: Meter | None = None
+    ) -> None:
         self.settings = settings
         self._flush_cache = flush_cache
+        self._meter = meter
         parsed = urllib3.util.parse_url(settings.host)
         self._origin = f"{parsed.scheme or 'http'}://{parsed.netloc}"
         self._prefix = (parsed.path or "").rstrip("/")
@@ -87,8 +92,14 @@ class Runner:
         )
         budget = _Budget(self.settings.iterations)
         started: list[int] = []
+
+        def start_clock() -> None:
+            if self._meter is not None:
+                self._meter.start()
+            started.append(time.perf_counter_ns())
+
         # Warm-up is over for everyone before the clock starts, so total time covers only measured requests.
-        barrier = threading.Barrier(workers, action=lambda: started.append(time.perf_counter_ns()))
+        barrier = threading.Barrier(workers, action=start_clock)
         parts = [EndpointRun(endpoint=target.endpoint, paths=[], principals=[]) for _ in range(workers)]
         errors: list[BaseException] = []
         threads = [
@@ -110,6 +121,8 @@ class Runner:
             run.latencies_ns.extend(part.latencies_ns)
             run.failures.update(part.failures)
             run.cache.update(part.cache)
+        if self._meter is not None:
+            run.cpu = self._meter.stop(run.requests)
         return run
 
     def _choose_callers(self, target: Target) -> tuple[list, list[str]]:

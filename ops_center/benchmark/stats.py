@@ -64,6 +64,8 @@ def summarize(run: EndpointRun) -> dict:
         "cache_hits": cache_hits,
         "cache_misses": cache_misses,
         "cache_hit_pct": round(100 * cache_hits / looked_up, 2) if looked_up else None,
+        "server_cpu": run.cpu.get("server_cpu", {"measured": False, "reason": "no meter"}),
+        "client_cpu": run.cpu.get("client_cpu", {"measured": False, "reason": "no meter"}),
         "samples_ms": [_ms(sample) for sample in run.latencies_ns],
     }
 

@@ -12,6 +12,7 @@ import pytest
 
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
+from ops_center.benchmark import server_cpu
 from ops_center.benchmark.stats import COMPARED_FIGURES, compare, percentile
 from ops_center.benchmark.targets import REPORT_ENDPOINTS, Principal, resolve_targets
 from ops_center.tests.live_server import PROJECT_DIR, LiveGunicorn, project_env
@@ -42,6 +43,8 @@ FIGURES = {
     "cache_hits",
     "cache_misses",
     "cache_hit_pct",
+    "server_cpu",
+    "client_cpu",
     "samples_ms",
 }
 
@@ -118,8 +121,9 @@ def test_the_json_holds_every_figure_for_every_report_endpoint(server, keys_csv,
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(output.read_text())
     assert document["git_commit"] == git_head()
-    assert document["settings"] | {"host": None} == {
+    assert document["settings"] | {"host": None, "server_cpu": None} == {
         "host": None,
+        "server_cpu": None,
         "iterations": 30,
         "concurrency": 2,
         "warmup": 2,
@@ -129,9 +133,21 @@ def test_the_json_holds_every_figure_for_every_report_endpoint(server, keys_csv,
         "clock": "time.perf_counter_ns (monotonic)",
         "percentiles": "nearest-rank over all samples",
     }
+    master = server.process.pid
+    assert document["settings"]["server_cpu"]["pid"] == master  # found by the port --host names
+    workers = {pid for pid, parent in server_cpu._parents().items() if parent == master}
+    assert len(workers) == 2  # WEB_CONCURRENCY=2
     assert list(document["endpoints"]) == [endpoint.label for endpoint in REPORT_ENDPOINTS]
     for label, figures in document["endpoints"].items():
         assert set(figures) == FIGURES, label
+        # The server's CPU over the measured phase: the master and both workers, per request completed.
+        cpu = figures["server_cpu"]
+        assert cpu["measured"] is True, label
+        assert set(cpu["pids"]) == {master} | workers, label
+        assert cpu["requests"] == 30, label
+        assert cpu["cpu_s"] > 0, label
+        assert cpu["ms_per_request"] == pytest.approx(1000 * cpu["cpu_s"] / 30, abs=0.0001), label
+        assert figures["client_cpu"]["measured"] is True, label
         assert (figures["iterations"], figures["successes"], figures["failures"]) == (30, 30, 0), label
         samples = sorted(figures["samples_ms"])
         assert len(samples) == 30
@@ -147,7 +163,8 @@ def test_the_json_holds_every_figure_for_every_report_endpoint(server, keys_csv,
     assert org_paths == [f"/api/v1/org-billing/organizations/{Membership.objects.get().org_id}/subscription"]
     for heading in ("Benchmark: GET /api/v1/credits/balance", "Iterations:    30", "Success:       30/30 (100.0%)"):
         assert heading in result.stdout
-    for line in ("Latency Statistics:", "  p95:", "  p99:", "Throughput:", "Cache:         30/30 HIT (100.0%)"):
+    assert f"processes, pid {master} and descendants)" in result.stdout
+    for line in ("Latency Statistics:", "  p95:", "  p99:", "Throughput:", "Server CPU:", "Client CPU:", "Cache:"):
         assert line in result.stdout
     assert "nearest-rank" in result.stdout
 
@@ -257,6 +274,25 @@ def test_a_refused_connection_is_a_failure_not_a_sample(keys_csv, tmp_path):
     figures = json.loads(output.read_text())["endpoints"][f"GET {BALANCE}"]
     assert figures["failure_statuses"] == {"error: NewConnectionError": 3}
     assert figures["samples_ms"] == []
+    assert figures["server_cpu"] == {"measured": False, "reason": f"no readable process listens on port {closed.port}"}
+    assert "Server CPU:    not measured (no readable process listens on port" in result.stdout
+
+
+@live
+def test_server_pid_names_the_server_when_it_cannot_be_found_by_port(server, keys_csv, tmp_path):
+    output = tmp_path / "given.json"
+    master = server.process.pid
+
+    result = benchmark(
+        server, keys_csv, "--endpoint", BALANCE, "--iterations", "20", "--server-pid", str(master), "--output", output
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(output.read_text())
+    assert document["settings"]["server_cpu"]["found_by"] == "given"
+    cpu = document["endpoints"][f"GET {BALANCE}"]["server_cpu"]
+    assert (cpu["pid"], cpu["processes"], cpu["requests"]) == (master, 3, 20)
+    assert cpu["cpu_s"] > 0
 
 
 @live

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ops_center.benchmark import report
+from ops_center.benchmark import report, server_cpu
 from ops_center.benchmark.plot import plot_latencies
 from ops_center.benchmark.runner import CLOCK, Runner, RunSettings
 from ops_center.benchmark.stats import PERCENTILE_METHOD, compare, summarize
@@ -91,6 +91,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--plot", type=Path, metavar="FILE.png", help="Draw the latency distributions.")
         parser.add_argument("--timeout", type=positive_float, default=30.0, help="Seconds per request.")
+        parser.add_argument(
+            "--server-pid",
+            type=positive_int,
+            metavar="PID",
+            help="The server's root process (gunicorn's master) for its CPU per request. Default: the process "
+            "listening on --host's port, when --host is this machine's loopback; otherwise not measured.",
+        )
 
     def handle(self, *args, **options):
         baseline = self._load_baseline(options["compare"])
@@ -108,10 +115,16 @@ class Command(BaseCommand):
             timeout=options["timeout"],
         )
         flush = self._cold_flush() if run_settings.mode == "cold" else None
-        endpoints = [summarize(run) for run in self._run(targets, run_settings, flush, options["verbosity"])]
+        server_pid, found_by = server_cpu.locate(run_settings.host, options["server_pid"])
+        if options["server_pid"] and server_pid is None:
+            raise CommandError(f"--server-pid: {found_by}")
+        meter = server_cpu.Meter(server_pid, found_by)
+        runs = self._run(targets, run_settings, flush, meter, options["verbosity"])
+        endpoints = [summarize(run) for run in runs]
         document = report.document(
             run_settings, endpoints, keys_file=options["keys"], git=report.git_state(settings.BASE_DIR)
         )
+        document["settings"]["server_cpu"] = {"pid": server_pid, "found_by": found_by, "source": server_cpu.SOURCE}
         regressions = self._compare(document, baseline, options["tolerance"]) if baseline else []
 
         self._print(document, options["tolerance"], regressions)
@@ -152,8 +165,8 @@ class Command(BaseCommand):
             raise CommandError(f"cannot flush the cache at REDIS_URL: {exc}") from exc
         return django_cache.clear
 
-    def _run(self, targets, run_settings: RunSettings, flush, verbosity: int):
-        runner = Runner(run_settings, flush_cache=flush)
+    def _run(self, targets, run_settings: RunSettings, flush, meter, verbosity: int):
+        runner = Runner(run_settings, flush_cache=flush, meter=meter)
         progress = Progress(
             TextColumn("{task.description:<46}"),
             BarColumn(),
