@@ -29,7 +29,13 @@ Usage: loadtests/run_load_tests.sh [options]
   --seed                  with --serve: migrate and load demo data first (replaces what is there!)
   --seed-args "ARGS"      seed_demo size (default "--users 20000 --orgs 1000 --transactions 400000")
   --warm-cache            with --serve: run warm_cache before the test
+  --server-pid PID        the server's root process (gunicorn's master) for server CPU per request;
+                          default: the one --serve started, else the process listening on --host's port
   -h, --help              this text
+
+Each run also reports the server's CPU ms per request (the gunicorn master and all its workers,
+from /proc, over the run) and the load generator's own, added to its JSON summary as server_cpu
+and client_cpu.
 
 Exit status: non-zero when a threshold is breached (Locust 3, k6 99) or a run fails to start.
 EOF
@@ -40,7 +46,7 @@ fail() { echo "error: $*" >&2; exit 2; }
 TOOL=locust SHAPE=staged SCALE=1 TIME_SCALE=0 RATE=100 DURATION="" USERS="" SPAWN_RATE=""
 HOST="http://127.0.0.1:8000" KEYS="${LOCUST_KEYS_FILE:-var/demo-keys.csv}" HEADLESS=0 WORKERS=0
 RESULTS=results SERVE=0 SEED=0 WARM=0 SEED_ARGS="--users 20000 --orgs 1000 --transactions 400000"
-KEYS_GIVEN=0
+KEYS_GIVEN=0 SERVER_PID=""
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -61,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --seed) SEED=1 ;;
     --seed-args) SEED_ARGS="$2"; shift ;;
     --warm-cache) WARM=1 ;;
+    --server-pid) SERVER_PID="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; fail "unknown option $1" ;;
   esac
@@ -79,7 +86,7 @@ if [[ "$SHAPE" == constant && -z "$DURATION" ]]; then DURATION=60; fi
 cd "$PROJECT_DIR"
 mkdir -p "$RESULTS"
 RESULTS="$(cd "$RESULTS" && pwd)"
-PIDS=()
+PIDS=() WORKER_PIDS=()
 cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -105,6 +112,7 @@ serve() {
   BIND="127.0.0.1:$PORT" GUNICORN_ACCESS_LOG="" DEBUG=0 SECURE_SSL_REDIRECT=0 \
     "$BIN/gunicorn" -c ops_center/gunicorn.conf.py ops_center.wsgi >"$RESULTS/gunicorn.log" 2>&1 &
   PIDS+=($!)
+  SERVER_PID=$!
   for _ in $(seq 1 150); do
     if "$BIN/python" -c "import urllib.request; urllib.request.urlopen('$HOST/healthz', timeout=2)" 2>/dev/null; then
       return 0
@@ -136,10 +144,43 @@ run_locust() {
       "$BIN/locust" -f loadtests/locustfile.py --worker --master-host 127.0.0.1 --master-port "$master_port" \
         >>"$RESULTS/locust_workers.log" 2>&1 &
       PIDS+=($!)
+      WORKER_PIDS+=($!)
     done
     args+=(--master --master-bind-host 127.0.0.1 --master-bind-port "$master_port" --expect-workers "$WORKERS")
   fi
-  "$BIN/locust" "${args[@]}"
+  local status=0
+  "$BIN/locust" "${args[@]}" || status=$?
+  reap_workers
+  return "$status"
+}
+
+# Locust workers quit when their master does; wait for them so their CPU is counted as the client's.
+reap_workers() {
+  local pid
+  for _ in $(seq 1 50); do
+    for pid in "${WORKER_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && break; pid=""; done
+    [[ -z "${pid:-}" ]] && break
+    sleep 0.2
+  done
+  for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  WORKER_PIDS=()
+}
+
+# CPU over one tool's run: the server's process group from /proc (server_cpu snapshot/report) and the
+# generator's own from bash's `times` (user + system of reaped children: the tool and its workers).
+cpu_before() {
+  local where=(--port "$PORT")
+  [[ -n "$SERVER_PID" ]] && where=(--pid "$SERVER_PID")
+  "$BIN/python" -m ops_center.benchmark.server_cpu snapshot "${where[@]}" --out "$RESULTS/.server_cpu_before.json"
+  times >"$RESULTS/.times_before"
+}
+
+cpu_after() {
+  times >"$RESULTS/.times_after"
+  "$BIN/python" -m ops_center.benchmark.server_cpu report --before "$RESULTS/.server_cpu_before.json" \
+    --summary "$1" --client-times-before "$RESULTS/.times_before" --client-times-after "$RESULTS/.times_after" \
+    || echo "warning: server CPU not added to $1" >&2
+  rm -f "$RESULTS/.server_cpu_before.json" "$RESULTS/.times_before" "$RESULTS/.times_after"
 }
 
 run_k6() {
@@ -160,11 +201,15 @@ run_k6() {
 
 status=0
 if [[ "$TOOL" == locust || "$TOOL" == both ]]; then
+  cpu_before
   run_locust || status=$?
+  cpu_after "$RESULTS/locust_summary.json"
 fi
 if [[ "$TOOL" == k6 || "$TOOL" == both ]]; then
   k6_status=0
+  cpu_before
   run_k6 || k6_status=$?
+  cpu_after "$RESULTS/k6_summary.json"
   [[ $status != 0 ]] || status=$k6_status
 fi
 echo "results in $RESULTS"

@@ -33,6 +33,7 @@ class LiveApi:
     url: str
     keys: Path
     database_url: str
+    pid: int  # gunicorn's master
 
 
 def database_url() -> str:
@@ -98,7 +99,7 @@ def live_api(django_db_setup, django_db_blocker, tmp_path_factory):
         )
     try:
         wait_until_serving(f"http://127.0.0.1:{port}/healthz", server, log)
-        yield LiveApi(url=f"http://127.0.0.1:{port}", keys=keys, database_url=db_url)
+        yield LiveApi(url=f"http://127.0.0.1:{port}", keys=keys, database_url=db_url, pid=server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
