@@ -16,14 +16,36 @@ from billing.models.rollups import ROLLUP_SHARDS
 from billing.money import credits_sql
 
 FLOW_COLUMNS = ("purchased", "consumed", "granted", "refreshed")
-# Never moves a user's last usage day backwards, whatever order writes commit in.
-USER_ACTIVITY_UPSERT = (
-    f"INSERT INTO {UserActivity._meta.db_table} AS activity (user_id, last_usage_on) VALUES (%s, %s) "  # noqa: S608
-    "ON CONFLICT (user_id) DO UPDATE SET last_usage_on = CASE WHEN EXCLUDED.last_usage_on > activity.last_usage_on "
-    "THEN EXCLUDED.last_usage_on ELSE activity.last_usage_on END"
+
+# Each upsert in two halves, so that billing.debit can feed the same statements
+# from a CTE (INSERT ... SELECT ... FROM debited) instead of VALUES.
+USAGE_INSERT = (
+    f"INSERT INTO {UsageDaily._meta.db_table} AS rollup (user_id, org_id, day, service, credits, units, events)"
 )
 _PERSONAL_CONFLICT = "(user_id, day, service) WHERE org_id IS NULL"
 _ORG_CONFLICT = "(user_id, org_id, day, service) WHERE org_id IS NOT NULL"
+
+
+def usage_on_conflict(*, org_billed: bool) -> str:
+    """Add the event to the day's row; returns the row's event count (1: the day's first of its kind)."""
+    return (
+        f"ON CONFLICT {_ORG_CONFLICT if org_billed else _PERSONAL_CONFLICT} DO UPDATE SET "
+        f"credits = {credits_sql('rollup.credits + EXCLUDED.credits')}, "
+        "units = rollup.units + EXCLUDED.units, events = rollup.events + 1 RETURNING events"
+    )
+
+
+USER_ACTIVITY_INSERT = f"INSERT INTO {UserActivity._meta.db_table} AS activity (user_id, last_usage_on)"
+# Never moves a user's last usage day backwards, whatever order writes commit in.
+USER_ACTIVITY_ON_CONFLICT = (
+    "ON CONFLICT (user_id) DO UPDATE SET last_usage_on = CASE WHEN EXCLUDED.last_usage_on > activity.last_usage_on "
+    "THEN EXCLUDED.last_usage_on ELSE activity.last_usage_on END"
+)
+USER_ACTIVITY_UPSERT = f"{USER_ACTIVITY_INSERT} VALUES (%s, %s) {USER_ACTIVITY_ON_CONFLICT}"
+FLOW_INSERT = f"INSERT INTO {CreditFlowDaily._meta.db_table} AS flow (day, shard, {', '.join(FLOW_COLUMNS)})"
+FLOW_ON_CONFLICT = "ON CONFLICT (day, shard) DO UPDATE SET " + ", ".join(
+    f"{column} = {credits_sql(f'flow.{column} + EXCLUDED.{column}')}" for column in FLOW_COLUMNS
+)
 
 
 def _execute(sql: str, params: list) -> None:
@@ -35,13 +57,9 @@ def usage_recorded(
     *, user_id: int, org_id: int | None, day: datetime.date, service: str, credits: Decimal, units: int
 ) -> None:
     """One metered usage event: per-user usage, org usage, the credit flow and user activity."""
-    conflict = _ORG_CONFLICT if org_id is not None else _PERSONAL_CONFLICT
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {UsageDaily._meta.db_table} AS rollup "  # noqa: S608 - our identifiers
-            "(user_id, org_id, day, service, credits, units, events) VALUES (%s, %s, %s, %s, %s, %s, 1) "
-            f"ON CONFLICT {conflict} DO UPDATE SET credits = {credits_sql('rollup.credits + EXCLUDED.credits')}, "
-            "units = rollup.units + EXCLUDED.units, events = rollup.events + 1 RETURNING events",
+            f"{USAGE_INSERT} VALUES (%s, %s, %s, %s, %s, %s, 1) {usage_on_conflict(org_billed=org_id is not None)}",
             [user_id, org_id, day, service, credits, units],
         )
         (events,) = cursor.fetchone()
@@ -58,18 +76,17 @@ def usage_recorded(
     credits_flowed(day=day, shard_key=user_id, consumed=credits)
 
 
+def flow_shard(shard_key: int) -> int:
+    return shard_key % ROLLUP_SHARDS
+
+
 def credits_flowed(*, day: datetime.date, shard_key: int, **amounts: Decimal) -> None:
     """Add to the day's credit flow: purchased, consumed, granted (signed) or refreshed."""
     unknown = set(amounts) - set(FLOW_COLUMNS)
     if unknown:
         raise ValueError(f"unknown credit flows: {sorted(unknown)}")
     values = [amounts.get(column, Decimal(0)) for column in FLOW_COLUMNS]
-    updates = ", ".join(f"{column} = {credits_sql(f'flow.{column} + EXCLUDED.{column}')}" for column in FLOW_COLUMNS)
-    _execute(
-        f"INSERT INTO {CreditFlowDaily._meta.db_table} AS flow (day, shard, {', '.join(FLOW_COLUMNS)}) "  # noqa: S608
-        f"VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (day, shard) DO UPDATE SET {updates}",
-        [day, shard_key % ROLLUP_SHARDS, *values],
-    )
+    _execute(f"{FLOW_INSERT} VALUES (%s, %s, %s, %s, %s, %s) {FLOW_ON_CONFLICT}", [day, flow_shard(shard_key), *values])
 
 
 def revenue_recorded(*, day: datetime.date, currency: str, source: str, amount_minor: int, shard_key: int) -> None:

@@ -28,10 +28,10 @@ from billing.errors import (
     UnknownPackage,
     UnknownService,
 )
+from billing.ledger import ACCOUNT_BALANCE_CHANGE, credits_from_db, debit_personal_balance, write_ledger
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
 from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_sql, to_credits
 from billing.payments import get_gateway
-from ops_center import cache, metrics
 from orgs.models import Membership
 from orgs.selectors import membership_role
 
@@ -48,57 +48,18 @@ def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal
 
     Returns (before, after), or None when the balance does not cover a debit.
     """
-    table = CreditAccount._meta.db_table
-    new_balance = credits_sql(f"balance + {CREDITS_PARAM}")
-    sql = (
-        f"UPDATE {table} SET balance = {new_balance}, updated_at = %s "  # noqa: S608 - our table name
-        f"WHERE user_id = %s AND {new_balance} >= 0 RETURNING balance"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [delta, timezone.now(), user_id, delta])
+        cursor.execute(ACCOUNT_BALANCE_CHANGE, [delta, timezone.now(), user_id, delta])
         row = cursor.fetchone()
         if row is None and delta > 0:
             # First credit of this user: create the account, then apply.
             CreditAccount.objects.bulk_create([CreditAccount(user_id=user_id)], ignore_conflicts=True)
-            cursor.execute(sql, [delta, timezone.now(), user_id, delta])
+            cursor.execute(ACCOUNT_BALANCE_CHANGE, [delta, timezone.now(), user_id, delta])
             row = cursor.fetchone()
     if row is None:
         return None
     after = credits_from_db(row[0])
     return after - delta, after
-
-
-def credits_from_db(value) -> Decimal:
-    # PostgreSQL returns Decimal; the SQLite quick start returns a float.
-    return to_credits(str(value))
-
-
-# Every column but the id, in model order: the INSERT below is built once.
-_LEDGER_FIELDS = [field for field in CreditTransaction._meta.concrete_fields if not field.primary_key]
-_LEDGER_INSERT = (
-    f"INSERT INTO {CreditTransaction._meta.db_table} "  # noqa: S608 - our identifiers
-    f"({', '.join(field.column for field in _LEDGER_FIELDS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_LEDGER_FIELDS))}) RETURNING id"
-)
-
-
-def write_ledger(**fields) -> CreditTransaction:
-    """Append one ledger row; once the transaction commits, evict its user's (and org's) cached views and count it.
-
-    Every balance change goes through here. One INSERT ... RETURNING, without
-    the ORM's save machinery: this is on every debit's path.
-    """
-    row = CreditTransaction(**fields)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _LEDGER_INSERT,
-            [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LEDGER_FIELDS],
-        )
-        row.id = cursor.fetchone()[0]
-    row._state.adding, row._state.db = False, connection.alias
-    cache.invalidate_on_commit(user_ids=[row.user_id], org_ids=[row.org_id] if row.org_id else [])
-    metrics.record_ledger_write(row.transaction_type)
-    return row
 
 
 @transaction.atomic
@@ -185,15 +146,19 @@ def credits_consume(
     if not ZERO_CREDITS < cost <= CREDIT_MAX_VALUE:
         raise InvalidCost(details={"credits": cost, "max": CREDIT_MAX_VALUE})
 
+    ledger_fields = {
+        "description": description or f"Usage: {service}",
+        "metadata": {"service": service, "units": units, "credits_per_unit": str(rule["credits_per_unit"])},
+        "idempotency_key": idempotency_key,
+    }
     if org_id is None:
-        moved = _apply_to_account(user_id=user.pk, delta=-cost)
-        if moved is None:
-            available = selectors.personal_balance(user.pk)
-            raise _shortfall(cost, available)
-    else:
-        moved = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
+        debited = debit_personal_balance(user_id=user.pk, cost=cost, service=service, units=units, **ledger_fields)
+        if debited is None:
+            raise _shortfall(cost, selectors.personal_balance(user.pk))
+        ledger_row, after = debited
+        return CreditsResult(transaction=ledger_row, balance=after)
 
-    before, after = moved
+    before, after = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
     ledger_row = write_ledger(
         user_id=user.pk,
         org_id=org_id,
@@ -201,9 +166,7 @@ def credits_consume(
         amount=-cost,
         credits_before=before,
         credits_after=after,
-        description=description or f"Usage: {service}",
-        metadata={"service": service, "units": units, "credits_per_unit": str(rule["credits_per_unit"])},
-        idempotency_key=idempotency_key,
+        **ledger_fields,
     )
     rollups.usage_recorded(
         user_id=user.pk, org_id=org_id, day=ledger_row.created_at.date(), service=service, credits=cost, units=units

@@ -1,0 +1,137 @@
+"""Appending to the ledger, and the personal debit that appends its own row.
+
+Every balance change appends its row here, so this is also where a committed
+row evicts the cached views it changed and is counted.
+"""
+
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from billing import rollups
+from billing.models import CreditAccount, CreditTransaction
+from billing.money import CREDITS_PARAM, credits_sql, to_credits
+from ops_center import cache, metrics
+
+# Every column but the id, in model order: the INSERTs below are built once.
+_LEDGER_FIELDS = [field for field in CreditTransaction._meta.concrete_fields if not field.primary_key]
+_LEDGER_COLUMNS = ", ".join(field.column for field in _LEDGER_FIELDS)
+_LEDGER_INSERT = (
+    f"INSERT INTO {CreditTransaction._meta.db_table} ({_LEDGER_COLUMNS}) "  # noqa: S608 - our identifiers
+    f"VALUES ({', '.join(['%s'] * len(_LEDGER_FIELDS))}) RETURNING id"
+)
+
+
+def credits_from_db(value) -> Decimal:
+    # PostgreSQL returns Decimal; the SQLite quick start returns a float.
+    return to_credits(str(value))
+
+
+def write_ledger(**fields) -> CreditTransaction:
+    """Append one ledger row: one INSERT ... RETURNING, without the ORM's save machinery (it is on every debit)."""
+    row = CreditTransaction(**fields)
+    with connection.cursor() as cursor:
+        cursor.execute(_LEDGER_INSERT, _ledger_values(row))
+        row.id = cursor.fetchone()[0]
+    return _written(row)
+
+
+def _ledger_values(row: CreditTransaction) -> list:
+    return [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LEDGER_FIELDS]
+
+
+def _written(row: CreditTransaction) -> CreditTransaction:
+    """Once the transaction commits: evict the user's (and org's) cached views, and count the row."""
+    row._state.adding, row._state.db = False, connection.alias
+    cache.invalidate_on_commit(user_ids=[row.user_id], org_ids=[row.org_id] if row.org_id else [])
+    metrics.record_ledger_write(row.transaction_type)
+    return row
+
+
+def debit_personal_balance(
+    *, user_id: int, cost: Decimal, service: str, units: int, **ledger_fields
+) -> tuple[CreditTransaction, Decimal] | None:
+    """Debit a personal balance for metered usage, with its ledger row and rollups; None when it falls short.
+
+    On PostgreSQL this is one statement: the conditional UPDATE feeds the
+    ledger INSERT and the rollup upserts through a CTE, so a hot account's row
+    lock is held for one round trip and the commit, not six. SQLite (the quick
+    start) cannot modify data in a CTE, and takes the same steps one by one.
+    """
+    row = CreditTransaction(
+        user_id=user_id, transaction_type=CreditTransaction.Type.USAGE, amount=-cost, **ledger_fields
+    )
+    if connection.vendor != "postgresql":
+        return _debit_step_by_step(row, cost=cost, service=service, units=units)
+    with connection.cursor() as cursor:
+        cursor.execute(_ONE_STATEMENT_DEBIT, _one_statement_params(row, cost=cost, service=service, units=units))
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    row.id, row.created_at, after = found[0], found[1], credits_from_db(found[2])
+    row.credits_before, row.credits_after = after + cost, after
+    return _written(row), after
+
+
+def _debit_step_by_step(row: CreditTransaction, *, cost: Decimal, service: str, units: int):
+    with connection.cursor() as cursor:
+        cursor.execute(ACCOUNT_BALANCE_CHANGE, [-cost, timezone.now(), row.user_id, -cost])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    after = credits_from_db(found[0])
+    # Stamped once the row lock is won, so time order follows the balance chain.
+    row.credits_before, row.credits_after, row.created_at = after + cost, after, timezone.now()
+    row = write_ledger(**{field.attname: getattr(row, field.attname) for field in _LEDGER_FIELDS})
+    rollups.usage_recorded(
+        user_id=row.user_id, org_id=None, day=row.created_at.date(), service=service, credits=cost, units=units
+    )
+    return row, after
+
+
+_NEW_BALANCE = credits_sql(f"balance + {CREDITS_PARAM}")
+# Params: signed change, now, user id, signed change. Returns the new balance, or no row when it would go negative.
+ACCOUNT_BALANCE_CHANGE = (
+    f"UPDATE {CreditAccount._meta.db_table} SET balance = {_NEW_BALANCE}, updated_at = %s "  # noqa: S608
+    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance"
+)
+# The ledger row's before/after come from the UPDATE's RETURNING; every later part reads `debited`,
+# so a debit that falls short (no row) writes nothing at all. The row is stamped with the
+# account's updated_at, moved to the app's time or a microsecond past the last change,
+# whichever is later: the statement may wait for the row lock, and history ordered by time
+# must still follow the balance chain. The rollups take their day from that stamp.
+_DEBIT_STAMPING_THE_ACCOUNT = (
+    f"UPDATE {CreditAccount._meta.db_table} SET balance = {_NEW_BALANCE}, "  # noqa: S608
+    "updated_at = GREATEST(%s, updated_at + interval '1 microsecond') "
+    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance, updated_at"
+)
+_FROM_DEBIT = {"credits_before": "balance + %s", "credits_after": "balance", "created_at": "updated_at"}
+_LEDGER_FROM_DEBIT = [_FROM_DEBIT.get(field.attname, "%s") for field in _LEDGER_FIELDS]
+_UTC_DAY = "(ledger.created_at AT TIME ZONE 'UTC')::date"
+_ONE_STATEMENT_DEBIT = (
+    f"WITH debited AS ({_DEBIT_STAMPING_THE_ACCOUNT}), "  # noqa: S608 - our identifiers and fragments
+    f"ledger AS (INSERT INTO {CreditTransaction._meta.db_table} ({_LEDGER_COLUMNS}) "
+    f"SELECT {', '.join(_LEDGER_FROM_DEBIT)} FROM debited RETURNING id, created_at), "
+    f"usage AS ({rollups.USAGE_INSERT} SELECT %s, NULL, {_UTC_DAY}, %s, %s, %s, 1 FROM ledger "
+    f"{rollups.usage_on_conflict(org_billed=False)}), "
+    f"activity AS ({rollups.USER_ACTIVITY_INSERT} SELECT %s, {_UTC_DAY} FROM ledger, usage WHERE usage.events = 1 "
+    f"{rollups.USER_ACTIVITY_ON_CONFLICT}), "
+    f"flow AS ({rollups.FLOW_INSERT} SELECT {_UTC_DAY}, %s, 0, %s, 0, 0 FROM ledger {rollups.FLOW_ON_CONFLICT}) "
+    "SELECT ledger.id, ledger.created_at, debited.balance FROM ledger, debited"
+)
+
+
+def _one_statement_params(row: CreditTransaction, *, cost: Decimal, service: str, units: int) -> list:
+    ledger = [
+        cost if field.attname == "credits_before" else value
+        for field, value in zip(_LEDGER_FIELDS, _ledger_values(row), strict=True)
+        if field.attname not in ("credits_after", "created_at")
+    ]
+    return [
+        *(-cost, timezone.now(), row.user_id, -cost),
+        *ledger,
+        *(row.user_id, service, cost, units),
+        row.user_id,
+        *(rollups.flow_shard(row.user_id), cost),
+    ]
