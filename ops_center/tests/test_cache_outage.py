@@ -1,8 +1,5 @@
 """Redis outages with a real, second Redis that these tests stop and start."""
 
-import shutil
-import socket
-import subprocess
 import time
 from decimal import Decimal
 
@@ -12,44 +9,9 @@ from django.test import override_settings
 from billing.services import credits_purchase
 from ops_center import cache
 from ops_center.settings import redis_cache
+from ops_center.tests.redis_server import DisposableRedis
 
 pytestmark = pytest.mark.django_db
-
-
-class DisposableRedis:
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: sudo apt-get install redis-server")
-        self.binary = binary
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        pytest.fail("the disposable Redis did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture
@@ -60,7 +22,7 @@ def disposable_redis(settings):
     with override_settings(CACHES={"default": redis_cache(server.url)}):
         cache.breaker.reset()
         yield server
-    server.stop()
+    server.close()
     cache.breaker.reset()
 
 
