@@ -48,6 +48,27 @@ def when_ready(server):
         subprocess.Popen([sys.executable, "manage.py", "warm_cache", "--verbosity", "0"])  # noqa: S603
 
 
+def post_worker_init(worker):
+    """Each worker replays the evictions that could not reach Redis (ops_center/cache.py, EvictionBacklog).
+
+    Every worker, not one: a write made during a Redis stall is recorded in
+    PostgreSQL, and whichever worker sees Redis answer first evicts the old
+    value for all of them. CACHE_EVICTION_REPLAY_INTERVAL=0 turns it off.
+    """
+    from ops_center import cache
+
+    cache.start_replayer()
+
+
+def worker_exit(server, worker):
+    """Stop the replay thread; it closes its own database connection."""
+    try:
+        from ops_center import cache
+    except Exception:  # a worker that failed to boot has nothing to stop
+        return
+    cache.stop_replayer()
+
+
 # Prometheus multiprocess mode (ops_center/metrics.py): every worker writes its
 # samples to files in this directory and /metrics adds them all up, so each
 # worker is counted. It must be in the environment before the workers fork and

@@ -30,3 +30,21 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class PendingEviction(models.Model):
+    """A cache key whose eviction must still reach Redis.
+
+    Written when an eviction fails (a Redis error or timeout, or an open
+    circuit breaker), and in the same transaction as a revocation; every
+    gunicorn worker replays the rows to Redis about twice a second and deletes
+    them once Redis has answered (ops_center/cache.py, ``EvictionBacklog``).
+    Holds the cache's own key (``v1:credit_balance:user_42:balance``), without
+    the deployment prefix: the table belongs to one deployment already.
+    """
+
+    key = models.CharField(max_length=250)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.key

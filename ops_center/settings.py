@@ -5,9 +5,11 @@ and the in-process memory cache. Set DATABASE_URL and REDIS_URL for PostgreSQL
 and Redis.
 """
 
+import re
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -112,11 +114,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "orgs.User"
 
 
-def redis_cache(url: str) -> dict:
+def _cache_key_prefix(database_name) -> str:
+    """The deployment's prefix on every Redis key: CACHE_KEY_PREFIX, else the database name's basename."""
+    explicit = env.str("CACHE_KEY_PREFIX", default="")
+    if explicit:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", explicit):
+            raise ImproperlyConfigured("CACHE_KEY_PREFIX may hold only letters, digits, '_', '.' and '-'.")
+        return explicit
+    derived = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(database_name)).name).strip("_")
+    return derived or "ops_center"
+
+
+# Deployments that share one Redis database never see each other's entries: every
+# key (values, locks, stats, throttle counters) starts with this prefix.
+CACHE_KEY_PREFIX = _cache_key_prefix(DATABASES["default"]["NAME"])
+
+
+def redis_cache(url: str, *, key_prefix: str | None = None) -> dict:
     return {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": url,
-        "KEY_PREFIX": "oc",
+        "KEY_PREFIX": key_prefix if key_prefix is not None else CACHE_KEY_PREFIX,
         "OPTIONS": {
             "PARSER_CLASS": "redis.connection._HiredisParser",
             # Short timeouts: a sick Redis must cost milliseconds, not seconds.
@@ -129,6 +147,11 @@ def redis_cache(url: str) -> dict:
 REDIS_URL = env.str("REDIS_URL", default="")
 # Seconds the cache leaves Redis alone after a failure (ops_center/cache.py).
 CACHE_BREAKER_COOLDOWN = env.float("CACHE_BREAKER_COOLDOWN", default=5.0)
+# Seconds between two replays of the evictions that could not reach Redis, in a
+# thread of each gunicorn worker (0 turns it off). 0.5 keeps "no stale read 1 s
+# after Redis answers again": a round that started just before Redis resumed
+# times out (REDIS_SOCKET_TIMEOUT), the next one replays.
+CACHE_EVICTION_REPLAY_INTERVAL = env.float("CACHE_EVICTION_REPLAY_INTERVAL", default=0.5)
 if REDIS_URL:
     CACHES = {"default": redis_cache(REDIS_URL)}
 else:

@@ -20,7 +20,8 @@ def api_key_create(*, user: User, name: str = "") -> tuple[ApiKey, str]:
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke at once; revoking twice keeps the first revocation time."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    # update() sends no signal, so evict the cached principal here, after commit.
-    cache.invalidate_on_commit(keys=[principal_cache_key(api_key.key_hash)])
+    # update() sends no signal, so evict the cached principal here, after commit; durable, so
+    # every worker refuses the key within a second even if Redis is stalled right now.
+    cache.invalidate_on_commit(keys=[principal_cache_key(api_key.key_hash)], durable=True)
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
