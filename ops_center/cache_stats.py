@@ -14,7 +14,10 @@ from ops_center import metrics
 
 logger = logging.getLogger(__name__)
 
-STATS_HASH = "oc:cache-stats:v1"
+# Stored through the cache's make_key, so it carries the deployment's KEY_PREFIX
+# (settings.CACHE_KEY_PREFIX) like every other key: deployments sharing a Redis
+# database keep separate figures.
+STATS_KEY = "cache-stats:v1"
 FLUSH_INTERVAL_SECONDS = 1.0
 EVENTS = ("hits", "misses", "sets", "deletes")
 
@@ -114,8 +117,9 @@ class StatsRecorder:
 
         def write() -> bool:
             pipe = _redis(write=True).pipeline(transaction=False)
+            key = stats_hash()
             for (namespace, event), amount in pending.items():
-                pipe.hincrby(STATS_HASH, f"{namespace}:{event}", amount)
+                pipe.hincrby(key, f"{namespace}:{event}", amount)
             pipe.execute()
             return True
 
@@ -131,7 +135,7 @@ class StatsRecorder:
         self.flush()
         if _shared():
             raw = self._breaker.call(
-                lambda: django_cache.client.get_client(write=False).hgetall(STATS_HASH), fallback={}
+                lambda: django_cache.client.get_client(write=False).hgetall(stats_hash()), fallback={}
             )
             counts = Counter({_decode(field): int(value) for field, value in raw.items()})
         else:
@@ -153,12 +157,17 @@ class StatsRecorder:
         with self._lock:
             self._pending.clear()
         if _shared():
-            self._breaker.call(lambda: _redis(write=True).delete(STATS_HASH), fallback=None)
+            self._breaker.call(lambda: _redis(write=True).delete(stats_hash()), fallback=None)
 
 
 def _shared() -> bool:
     """True when the cache is Redis, shared by every worker process."""
     return hasattr(django_cache, "client")
+
+
+def stats_hash() -> str:
+    """The Redis key of the shared counters, e.g. ``ops_center:1:cache-stats:v1``."""
+    return django_cache.make_key(STATS_KEY)
 
 
 def _redis(*, write: bool):
