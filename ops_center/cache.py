@@ -1,10 +1,12 @@
 """Namespaced cache-aside on Django's cache (django-redis with hiredis in production).
 
-Keys look like ``v1:credit_balance:user_42``. The namespace isolates a kind of
+Keys look like ``v1:credit_balance:user_42``, and in Redis carry the
+deployment's ``CACHE_KEY_PREFIX`` before that (django-redis's KEY_PREFIX), so
+deployments sharing a Redis database never see each other's entries. The namespace isolates a kind of
 data and sets its TTL (the performance report's values, overridable in
 ``settings.CACHE_TTLS``); the version prefix lets a deploy retire old shapes.
 
-Three promises:
+Four promises:
 
 * **A cache outage never fails a request.** Every call goes through a circuit
   breaker: a Redis error opens it for ``CACHE_BREAKER_COOLDOWN`` seconds, during
@@ -15,6 +17,12 @@ Three promises:
   longer hard TTL. When the soft expiry passes, one process takes a short lock
   and recomputes while the others keep serving the previous value; on a cold
   miss the others wait briefly for the winner instead of all querying.
+* **No stale read after an outage.** An eviction that cannot reach Redis (an
+  error, a timeout, an open breaker) is written to PostgreSQL
+  (``PendingEviction``) and replayed by a thread in every gunicorn worker, so
+  once a write has answered, no worker serves the value it replaced later than
+  about ``CACHE_EVICTION_REPLAY_INTERVAL`` after Redis answers again. Nothing
+  of this runs on a cache hit.
 * **Counted without extra round trips.** Hits, misses, sets and deletes are
   counted in-process and flushed to one Redis hash at most once a second, so
   ``stats.snapshot()`` adds up every gunicorn worker.
@@ -199,6 +207,13 @@ class EvictionBacklog:
         self._replayed_once: dict[int, None] = {}
         self._failing = False
         self._thread: EvictionReplayer | None = None
+
+    def reset(self) -> None:
+        """Forget this process's replay state (tests)."""
+        with self._lock:
+            self._unrecorded.clear()
+        self._replayed_once = {}
+        self._failing = False
 
     def record(self, keys: list[str]) -> None:
         """Keep keys whose eviction failed. Called after commit, on the write path, only when Redis failed."""

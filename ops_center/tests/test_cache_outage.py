@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.test import override_settings
+from django_redis.exceptions import ConnectionInterrupted
 
 from billing.services import credits_purchase
 from ops_center import cache
@@ -107,3 +108,57 @@ def test_a_write_during_an_outage_is_never_followed_by_a_stale_read(disposable_r
 
     assert after.json()["balance"] == "45.0000"
     assert after["X-Cache"] == "MISS"
+
+
+@pytest.fixture
+def fresh_backlog():
+    cache.backlog.reset()
+    yield cache.backlog
+    cache.backlog.reset()
+
+
+def test_a_failed_eviction_waits_in_postgresql_until_redis_has_answered_two_rounds(disposable_redis, fresh_backlog):
+    from ops_center.models import PendingEviction
+
+    key = cache.make_key("credit_balance", cache.user_part(1), "balance")
+    disposable_redis.pause()
+    try:
+        cache.delete_keys([key])  # times out: the breaker opens and the key goes to the table
+        assert list(PendingEviction.objects.values_list("key", flat=True)) == [key]
+        with pytest.raises(ConnectionInterrupted):  # the DEL timed out: the row stays
+            fresh_backlog.replay()
+        assert PendingEviction.objects.count() == 1
+    finally:
+        disposable_redis.resume()
+
+    cache.breaker.reset()
+    cache.set("credit_balance", cache.user_part(1), "balance", value="stale")  # a reader's late SET
+    assert cache.get("credit_balance", cache.user_part(1), "balance") == "stale"
+    assert fresh_backlog.replay() == 0  # replayed, but a row is retired only by a second round
+    assert cache.get("credit_balance", cache.user_part(1), "balance") is None
+    assert fresh_backlog.replay() == 1
+    assert not PendingEviction.objects.exists()
+
+
+def test_an_eviction_skipped_by_an_open_breaker_is_recorded_without_touching_redis(disposable_redis, fresh_backlog):
+    from ops_center.models import PendingEviction
+
+    cache.breaker.record_failure()
+    attempts = cache.breaker.attempts_while_failing
+    cache.invalidate_user_cache(9)
+
+    assert PendingEviction.objects.count() == len(cache.USER_VIEWS)
+    assert cache.breaker.attempts_while_failing == attempts
+
+
+def test_the_in_process_cache_keeps_no_backlog_and_runs_no_replayer(fresh_backlog, django_capture_on_commit_callbacks):
+    from ops_center.models import PendingEviction
+
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "backlog-test"}}
+    with override_settings(CACHES=local):
+        cache.set("user_tier", "apikey_x", value={"user_id": 1})
+        with django_capture_on_commit_callbacks(execute=True):
+            cache.invalidate_on_commit(keys=[cache.make_key("user_tier", "apikey_x")], durable=True)
+        assert cache.get("user_tier", "apikey_x") is None
+        assert cache.start_replayer() is None
+    assert not PendingEviction.objects.exists()
