@@ -1,6 +1,7 @@
 """Reads for org billing: subscriptions, pools, allocations and member usage."""
 
 import datetime
+from decimal import Decimal, InvalidOperation
 
 from django.db.models import DecimalField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -9,7 +10,7 @@ from django.utils import timezone
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditAllocation, CreditPool, Subscription, UsageDaily
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, ZERO_CREDITS, to_credits
 from ops_center import cache
-from ops_center.api.pagination import DEFAULT_LIMIT, read_cursor, sign_cursor
+from ops_center.api.pagination import DEFAULT_LIMIT, InvalidCursor, read_cursor, sign_cursor
 from orgs.models import Membership
 
 DEFAULT_USAGE_DAYS = 30
@@ -144,8 +145,16 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
         used=Coalesce(Subquery(allocation.values("used_credits")[:1], output_field=CREDITS), zero),
     )
     ordering, after = MEMBER_SORTS[sort]
+    # The sort is part of the scope: a "-usage" cursor means nothing in "usage" order.
+    scope = f"org.members_usage:{sort}"
     if cursor:
-        window_credits, user_id = read_cursor(cursor, 2)
+        window_credits, user_id = read_cursor(cursor, 2, scope=scope)
+        try:
+            window_credits = Decimal(window_credits)
+        except (InvalidOperation, TypeError) as exc:
+            raise InvalidCursor() from exc
+        if not window_credits.is_finite() or type(user_id) is not int:
+            raise InvalidCursor()
         members = members.filter(after(window_credits, user_id))
     rows = list(
         members.order_by(*ordering).values("user_id", "user__username", "role", "window_credits", "allocated", "used")[
@@ -158,7 +167,7 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = sign_cursor([str(rows[-1]["window_credits"]), rows[-1]["user_id"]])
+        next_cursor = sign_cursor([str(rows[-1]["window_credits"]), rows[-1]["user_id"]], scope=scope)
     return {
         "days": days,
         "results": [
@@ -175,6 +184,9 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
         ],
         "next_cursor": next_cursor,
     }
+
+
+SUBSCRIPTIONS_SCOPE = "org.subscriptions"
 
 
 def subscriptions_page(
@@ -197,7 +209,9 @@ def subscriptions_page(
     if period_end_before:
         queryset = queryset.filter(current_period_end__lt=period_end_before)
     if cursor:
-        (last_id,) = read_cursor(cursor, 1)
+        (last_id,) = read_cursor(cursor, 1, scope=SUBSCRIPTIONS_SCOPE)
+        if type(last_id) is not int:
+            raise InvalidCursor()
         queryset = queryset.filter(id__lt=last_id)
     rows = list(
         queryset.order_by("-id").values(
@@ -211,7 +225,7 @@ def subscriptions_page(
             "cancel_at_period_end",
         )[: limit + 1]
     )
-    next_cursor = sign_cursor([rows[limit - 1]["id"]]) if len(rows) > limit else None
+    next_cursor = sign_cursor([rows[limit - 1]["id"]], scope=SUBSCRIPTIONS_SCOPE) if len(rows) > limit else None
     return {
         "results": [
             {

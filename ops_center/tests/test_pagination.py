@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from billing.models import CreditTransaction
 from billing.services import credits_purchase
-from billing.tests.factories import CreditTransactionFactory
+from billing.tests.factories import CreditPoolFactory, CreditTransactionFactory
+from conftest import SchemaCheckedClient
 from ops_center.tests.test_api_errors import assert_error
-from orgs.tests.factories import UserFactory
+from orgs.tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -197,3 +198,47 @@ def test_rows_with_identical_created_at_page_without_skip_or_repeat(user_api, us
     served = [row_id for page in pages for row_id in page]
     assert [len(page) for page in pages] == [2, 2, 2, 2, 2, 1]
     assert served == [row.pk for row in sorted(expected, key=lambda row: (row.created_at, row.pk), reverse=True)]
+
+
+# Issue 12, part 3: each history signs its cursors with its own salt, so a cursor from another
+# endpoint is a 400 invalid_cursor, not a filter on the wrong columns (a 500).
+def members_usage_cursor() -> tuple[str, str, SchemaCheckedClient]:
+    pool = CreditPoolFactory()
+    admin = MembershipFactory(org=pool.org, role="admin")
+    for _ in range(3):
+        MembershipFactory(org=pool.org)
+    client = SchemaCheckedClient().as_user(admin.user)
+    path = f"/api/v1/org-billing/organizations/{pool.org_id}/members/usage"
+    response = client.get(path, {"limit": 1})
+    assert response.status_code == 200, response.content
+    return path, response.json()["next_cursor"], client
+
+
+def test_a_transactions_cursor_on_members_usage_is_400_invalid_cursor(user_api, user):
+    buy(user, 3)
+    transactions_cursor = get_page(user_api, limit=1)["next_cursor"]
+    path, _, admin_client = members_usage_cursor()
+
+    assert_error(admin_client.get(path, {"cursor": transactions_cursor}), 400, "invalid_cursor")
+
+
+def test_a_members_usage_cursor_on_transactions_is_400_invalid_cursor(user_api, user):
+    buy(user, 3)
+    _, members_cursor, _ = members_usage_cursor()
+
+    assert_error(user_api.get(TRANSACTIONS, {"cursor": members_cursor}), 400, "invalid_cursor")
+
+
+def test_a_members_usage_cursor_in_the_other_sort_order_is_400_invalid_cursor():
+    path, cursor, admin_client = members_usage_cursor()
+
+    assert admin_client.get(path, {"limit": 1, "cursor": cursor}).status_code == 200
+    assert_error(admin_client.get(path, {"cursor": cursor, "sort": "usage"}), 400, "invalid_cursor")
+
+
+def test_a_transactions_cursor_on_the_subscriptions_list_is_400_invalid_cursor(user_api, user):
+    buy(user, 3)
+    transactions_cursor = get_page(user_api, limit=1)["next_cursor"]
+    staff = SchemaCheckedClient().as_user(UserFactory(is_staff=True))
+
+    assert_error(staff.get("/api/v1/org-billing/subscriptions", {"cursor": transactions_cursor}), 400, "invalid_cursor")
