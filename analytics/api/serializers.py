@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from billing.api.serializers import credits_field
+from ops_center.api.fields import QueryParams, RegexField, StrictIntegerField
 
 
 class ChangeOfMoney(serializers.Serializer):
@@ -61,10 +62,10 @@ class PlatformOut(serializers.Serializer):
     top_orgs = TopOrg(many=True)
 
 
-class TrendParams(serializers.Serializer):
+class TrendParams(QueryParams):
     interval = serializers.ChoiceField(choices=["day", "week", "month"], required=False, default="month")
-    periods = serializers.IntegerField(required=False, min_value=1, max_value=366, default=12)
-    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="USD")
+    periods = StrictIntegerField(required=False, min_value=1, max_value=366, default=12)
+    currency = RegexField(r"^[A-Z]{3}$", required=False, default="USD")
 
 
 class TrendPoint(serializers.Serializer):

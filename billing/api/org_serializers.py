@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from billing.api.serializers import TransactionOut, credits_field
 from billing.models import Plan, Subscription
+from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField
 from orgs.models import Membership
 
 
@@ -37,8 +38,8 @@ class PoolOut(serializers.Serializer):
 
 
 class AllocationIn(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
-    credits = credits_field(min_value=0, help_text="The member's new allocation (not a delta).")
+    user_id = IdField()
+    credits = AmountField(min_value=0, help_text="The member's new allocation (not a delta).")
     note = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
 
@@ -57,11 +58,11 @@ class AllocationWriteOut(serializers.Serializer):
     transaction = TransactionOut(allow_null=True)
 
 
-class MembersUsageParams(serializers.Serializer):
-    days = serializers.IntegerField(required=False, min_value=1, max_value=366, default=30)
+class MembersUsageParams(QueryParams):
+    days = StrictIntegerField(required=False, min_value=1, max_value=366, default=30)
     sort = serializers.ChoiceField(choices=["-usage", "usage"], required=False, default="-usage")
     cursor = serializers.CharField(required=False, max_length=500)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
 
 
 class MemberUsageOut(serializers.Serializer):
@@ -80,13 +81,13 @@ class MembersUsagePageOut(serializers.Serializer):
     next_cursor = serializers.CharField(allow_null=True)
 
 
-class SubscriptionFilters(serializers.Serializer):
+class SubscriptionFilters(QueryParams):
     status = serializers.ChoiceField(choices=Subscription.Status.choices, required=False)
-    plan = serializers.SlugField(required=False, max_length=40)
+    plan = SlugField(required=False, max_length=40)
     period_end_after = serializers.DateTimeField(required=False)
     period_end_before = serializers.DateTimeField(required=False)
     cursor = serializers.CharField(required=False, max_length=500)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
 
 
 class SubscriptionRowOut(serializers.Serializer):

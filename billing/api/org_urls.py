@@ -1,8 +1,9 @@
 from django.urls import path
 
 from billing.api import org_views as views
+from ops_center.api import converters  # noqa: F401 - registers <id:...>
 
-org = "org-billing/organizations/<int:org_id>"
+org = "org-billing/organizations/<id:org_id>"
 
 urlpatterns = [
     path(f"{org}/subscription", views.OrgSubscriptionView.as_view(), name="org-subscription"),

@@ -11,7 +11,7 @@ from billing.api.views import transaction_out
 from billing.errors import PoolNotFound, SubscriptionNotFound
 from ops_center.api.idempotency import run_idempotent
 from ops_center.api.responses import with_cache_header
-from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
+from ops_center.api.schema import IDEMPOTENCY_HEADER, ORG_ID_PATH, error_responses
 from orgs.api.permissions import IsOrgAdmin, IsOrgMember
 
 ORG_READ_ERRORS = error_responses(400, 401, 403, 404, 503)
@@ -23,6 +23,7 @@ class OrgSubscriptionView(APIView):
     @extend_schema(
         operation_id="org_subscription",
         summary="The org's current subscription (members, admins, staff)",
+        parameters=[ORG_ID_PATH],
         responses={200: io.SubscriptionOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
@@ -38,6 +39,7 @@ class OrgCreditPoolView(APIView):
     @extend_schema(
         operation_id="org_credit_pool",
         summary="The org's credit pool: total, allocated, used, available, next refresh (admins, staff)",
+        parameters=[ORG_ID_PATH],
         responses={200: io.PoolOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
@@ -53,6 +55,7 @@ class OwnAllocationView(APIView):
     @extend_schema(
         operation_id="org_own_allocation",
         summary="The caller's own allocation in the org (any member)",
+        parameters=[ORG_ID_PATH],
         responses={200: io.MemberAllocationOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
@@ -66,7 +69,7 @@ class AllocationsView(APIView):
         operation_id="org_allocate",
         summary="Set a member's allocation from the pool (owners and admins)",
         request=io.AllocationIn,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[ORG_ID_PATH, IDEMPOTENCY_HEADER],
         responses={200: io.AllocationWriteOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)},
     )
     def post(self, request, org_id: int):
@@ -88,7 +91,7 @@ class MembersUsageView(APIView):
     @extend_schema(
         operation_id="org_members_usage",
         summary="Each member's allocation, use and usage in a window, cursor-paginated (admins, staff)",
-        parameters=[io.MembersUsageParams],
+        parameters=[ORG_ID_PATH, io.MembersUsageParams],
         responses={200: io.MembersUsagePageOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):

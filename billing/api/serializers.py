@@ -4,17 +4,19 @@ from rest_framework import serializers
 
 from billing.models import TransactionType
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, CREDIT_QUANTUM
+from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField
 
 
 def credits_field(**kwargs) -> serializers.DecimalField:
+    """An amount in a response. Amounts in requests are ``AmountField``s."""
     return serializers.DecimalField(
         max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES, coerce_to_string=True, **kwargs
     )
 
 
 class PurchaseInput(serializers.Serializer):
-    package = serializers.SlugField(required=False, max_length=40)
-    credits = credits_field(required=False, min_value=1, max_value=1_000_000)
+    package = SlugField(required=False, max_length=40)
+    credits = AmountField(required=False, min_value=1, max_value=1_000_000)
 
     def validate(self, attrs):
         if ("package" in attrs) == ("credits" in attrs):
@@ -25,23 +27,23 @@ class PurchaseInput(serializers.Serializer):
 
 
 class UsageInput(serializers.Serializer):
-    service = serializers.SlugField(max_length=60)
-    units = serializers.IntegerField(min_value=1, max_value=10**12)
-    credits = credits_field(required=False, min_value=CREDIT_QUANTUM)
-    org_id = serializers.IntegerField(required=False, min_value=1)
+    service = SlugField(max_length=60)
+    units = StrictIntegerField(min_value=1, max_value=10**12)
+    credits = AmountField(required=False, min_value=CREDIT_QUANTUM)
+    org_id = IdField(required=False)
     description = serializers.CharField(required=False, max_length=200, allow_blank=True)
 
 
-class TransactionFilters(serializers.Serializer):
+class TransactionFilters(QueryParams):
     transaction_type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
     cursor = serializers.CharField(required=False, max_length=500)
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
 
 
-class SummaryParams(serializers.Serializer):
-    days = serializers.IntegerField(required=False, min_value=1, max_value=366, default=30)
+class SummaryParams(QueryParams):
+    days = StrictIntegerField(required=False, min_value=1, max_value=366, default=30)
 
 
 class AllocationOut(serializers.Serializer):

@@ -5,10 +5,22 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import CreditAccount, CreditTransaction, Invoice, PricingRule, UsageDaily
+from billing.models import (
+    CreditAccount,
+    CreditAllocation,
+    CreditPool,
+    CreditTransaction,
+    Invoice,
+    PricingRule,
+    UsageDaily,
+)
 from billing.services import credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory
+from ops_center.api.fields import AMOUNT_PATTERN
+from ops_center.api.parsers import MAX_DEPTH
 from ops_center.models import IdempotencyRecord
+from ops_center.tests.openapi import openapi_schema
+from orgs.tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -138,3 +150,195 @@ def test_usage_priced_past_the_largest_balance_is_refused(funded_api):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_cost"
     assert database_state() == before
+
+
+# Issue 12, part 4: an amount is a JSON string of ASCII digits with up to 4 decimals, nothing else.
+# Each of these used to be taken by Decimal() (Arabic-Indic digits moved money) or was a 500.
+BAD_AMOUNTS = [
+    ('"\u0661\u0662\u0663"', "arabic-indic-digits"),
+    ('"\uff11\uff12"', "fullwidth-digits"),
+    ('"1e2"', "exponent"),
+    ('"1E2"', "exponent-upper"),
+    ('" 10 "', "spaces"),
+    ('"10 "', "trailing-space"),
+    ('"10\\n"', "trailing-newline"),
+    ('"+10"', "plus-sign"),
+    ('"-10"', "minus-sign"),
+    ('"NaN"', "nan"),
+    ('"Infinity"', "infinity"),
+    ('""', "empty"),
+    ('"10."', "bare-point"),
+    ('".5"', "no-integer-part"),
+    ('"1.00000"', "five-decimals"),
+    ('"1,5"', "comma"),
+    ('"1_000"', "underscore"),
+    ('"0x10"', "hex"),
+    ("10", "json-integer"),
+    ("12.5", "json-fraction"),
+    ("1e2", "json-exponent"),
+    ("true", "boolean"),
+    ("null", "null"),
+    ('["10"]', "array"),
+]
+
+
+@pytest.mark.parametrize(("amount", "label"), BAD_AMOUNTS, ids=[label for _, label in BAD_AMOUNTS])
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        (USAGE, '{"service": "embedding", "units": 1, "credits": %s}'),
+        (PURCHASES, '{"credits": %s}'),
+    ],
+    ids=["usage", "purchase"],
+)
+def test_an_amount_outside_the_strict_format_is_400_naming_the_field(funded_api, path, template, amount, label):
+    before = database_state()
+
+    response = post_raw(funded_api, path, template % amount)
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "credits" in error["details"], error
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("amount", ['"10"', '"0010"', '"2.5"', '"2.5000"'])
+def test_an_amount_in_the_strict_format_is_accepted(funded_api, amount):
+    response = post_raw(funded_api, USAGE, '{"service": "embedding", "units": 1, "credits": ' + amount + "}")
+
+    assert response.status_code == 201, response.content
+
+
+def test_the_schema_pattern_is_the_one_the_field_enforces():
+    schemas = openapi_schema()["components"]["schemas"]
+    for name, field in [("PurchaseInput", "credits"), ("UsageInput", "credits"), ("AllocationIn", "credits")]:
+        prop = schemas[name]["properties"][field]
+        assert prop["type"] == "string"
+        assert prop["pattern"] == AMOUNT_PATTERN == r"^[0-9]+(\.[0-9]{1,4})?$"
+
+
+# Issue 12, part 3: ids past the 64-bit range (or not positive) in bodies are a 400, never a 500.
+@pytest.mark.parametrize(
+    "org_id",
+    [str(2**63), str(2**64), str(10**30), "0", "-1", "true", '"1 "', '"٣"', "1.5", "1e400"],
+)
+def test_an_org_id_out_of_range_in_a_body_is_400_and_writes_nothing(funded_api, org_id):
+    before = database_state()
+
+    response = post_raw(funded_api, USAGE, '{"service": "embedding", "units": 1, "org_id": ' + org_id + "}")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] in ("validation_error", "malformed_request")
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("units", ['"1_000"', '" 5 "', '"\u0665"', "true", "1.5", "1e400", "-1e400"])
+def test_units_that_int_would_take_are_400(funded_api, units):
+    before = database_state()
+
+    response = post_raw(funded_api, USAGE, '{"service": "embedding", "units": ' + units + "}")
+
+    assert response.status_code == 400, response.content
+    assert "units" in response.json()["error"]["details"]
+    assert database_state() == before
+
+
+def test_an_integer_past_64_bits_anywhere_in_a_body_is_400(funded_api):
+    """Even in a field nobody reads: the idempotency fingerprint (orjson) cannot encode one."""
+    before = database_state()
+
+    response = post_raw(funded_api, USAGE, f'{{"service": "embedding", "units": 1, "extra": {2**64}}}')
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert database_state() == before
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 5000])
+def test_json_nested_too_deep_is_400_and_writes_nothing(funded_api, depth):
+    body = '{"service": "embedding", "units": 1, "extra": ' + "[" * depth + "]" * depth + "}"
+    before = database_state()
+
+    response = post_raw(funded_api, USAGE, body)
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert database_state() == before
+
+
+def test_json_nested_to_the_limit_is_parsed(funded_api):
+    body = '{"service": "embedding", "units": 1, "extra": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+
+    assert post_raw(funded_api, USAGE, body).status_code == 201
+
+
+def test_a_body_that_is_not_utf8_is_400(funded_api):
+    before = database_state()
+
+    response = funded_api.post(
+        USAGE,
+        data='{"service": "embedding", "units": 1, "description": "caf\xe9"}'.encode("latin-1"),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="bad-input",
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "malformed_request"
+    assert database_state() == before
+
+
+@pytest.fixture
+def org_admin_api(api):
+    pool = CreditPoolFactory(total_credits=Decimal("1000"), allocated_credits=Decimal("0"))
+    admin = MembershipFactory(org=pool.org, role="admin")
+    member = MembershipFactory(org=pool.org, role="member")
+    api.as_user(admin.user)
+    api.org_id, api.member_id = pool.org_id, member.user_id
+    return api
+
+
+def allocation_state():
+    return (
+        list(CreditPool.objects.values_list("org_id", "allocated_credits")),
+        list(CreditAllocation.objects.values_list("user_id", "allocated_credits")),
+        database_state(),
+    )
+
+
+@pytest.mark.parametrize(("amount", "label"), BAD_AMOUNTS, ids=[label for _, label in BAD_AMOUNTS])
+def test_an_allocation_outside_the_strict_format_is_400_naming_the_field(org_admin_api, amount, label):
+    path = f"/api/v1/org-billing/organizations/{org_admin_api.org_id}/credit-pool/allocations"
+    before = allocation_state()
+
+    response = post_raw(org_admin_api, path, f'{{"user_id": {org_admin_api.member_id}, "credits": {amount}}}')
+
+    assert response.status_code == 400, response.content
+    assert "credits" in response.json()["error"]["details"]
+    assert allocation_state() == before
+
+
+@pytest.mark.parametrize("user_id", [str(2**63), str(2**64), "0", "-5", '"7"x'])
+def test_an_allocation_to_a_user_id_out_of_range_is_400(org_admin_api, user_id):
+    path = f"/api/v1/org-billing/organizations/{org_admin_api.org_id}/credit-pool/allocations"
+    before = allocation_state()
+
+    response = post_raw(org_admin_api, path, '{"user_id": ' + user_id + ', "credits": "5"}')
+
+    assert response.status_code == 400, response.content
+    assert allocation_state() == before
+
+
+@pytest.mark.parametrize("org_id", [str(2**63), str(2**64), "18446744073709551616", "0", "00", "-1", "1e3", "٣"])
+def test_an_org_id_out_of_range_in_a_write_path_is_404_and_writes_nothing(org_admin_api, org_id):
+    before = allocation_state()
+
+    response = post_raw(
+        org_admin_api,
+        f"/api/v1/org-billing/organizations/{org_id}/credit-pool/allocations",
+        f'{{"user_id": {org_admin_api.member_id}, "credits": "5"}}',
+    )
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
+    assert allocation_state() == before

@@ -3,6 +3,8 @@
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from ops_center.api.converters import ID_SCHEMA
+
 ErrorEnvelope = inline_serializer(
     name="Error",
     fields={
@@ -39,5 +41,14 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     name="Idempotency-Key",
     location=OpenApiParameter.HEADER,
     required=False,
+    # What ops_center.api.idempotency accepts: 1 to 128 printable ASCII characters.
+    type={"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]+$"},
     description="Makes the POST safe to retry: a replay returns the first response and writes nothing.",
+)
+
+ORG_ID_PATH = OpenApiParameter(
+    name="org_id",
+    type=ID_SCHEMA,
+    location=OpenApiParameter.PATH,
+    description="The organization's id (the <id:...> path converter: 1 to 2**63 - 1).",
 )

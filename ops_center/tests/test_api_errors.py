@@ -465,3 +465,91 @@ def test_unreachable_database_after_authentication_is_json_503(user_api, user, m
     assert_503_without_leaks(response, saved)
     assert CreditTransaction.objects.count() == rows_before
     assert not IdempotencyRecord.objects.exists()
+
+
+# Issue 12, part 3: an id past the 64-bit range (or not positive) in a URL path is a JSON 404, never a 500.
+ORG_PATHS = ["subscription", "credit-pool", "allocation", "members/usage"]
+
+
+@pytest.mark.parametrize("org_id", [str(2**63), "18446744073709551616", "9" * 40, "0", "-1", "1.0", "\u0663"])
+@pytest.mark.parametrize("tail", ORG_PATHS)
+def test_an_org_id_out_of_range_in_the_path_is_json_404(user_api, org_id, tail):
+    assert_error(user_api.get(f"/api/v1/org-billing/organizations/{org_id}/{tail}"), 404, "not_found")
+
+
+def test_the_largest_id_resolves_and_is_an_ordinary_not_found(user_api):
+    response = user_api.get(f"/api/v1/org-billing/organizations/{2**63 - 1}/subscription")
+
+    assert response.status_code == 404
+    assert set(response.json()["error"]) == {"code", "message", "details"}
+
+
+# Issue 12, part 4: a query parameter is refused unless the schema allows its value, and
+# accepted whenever it does: "?days=" is an empty value, not a missing one.
+ANALYTICS_TRENDS = "/api/v1/org-billing/analytics/revenue-trends"
+SUMMARY = "/api/v1/credits/usage/summary"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        (SUMMARY, "days=false", "days"),
+        (SUMMARY, "days=true", "days"),
+        (SUMMARY, "days=", "days"),
+        (SUMMARY, "days=1.0", "days"),
+        (SUMMARY, "days=%205", "days"),
+        (SUMMARY, "days=+5", "days"),
+        (SUMMARY, "days=1_0", "days"),
+        (SUMMARY, "days=%D9%A3", "days"),  # Arabic-Indic three
+        (SUMMARY, "days=0", "days"),
+        (SUMMARY, f"days={2**64}", "days"),
+        (TRANSACTIONS, "limit=", "limit"),
+        (TRANSACTIONS, f"limit={2**63}", "limit"),
+        (TRANSACTIONS, "cursor=", "cursor"),
+        (TRANSACTIONS, "transaction_type=", "transaction_type"),
+        (TRANSACTIONS, "created_after=", "created_after"),
+        (TRANSACTIONS, "created_after=yesterday", "created_after"),
+    ],
+)
+def test_a_query_value_the_schema_refuses_is_400_naming_the_parameter(user_api, path, params, field):
+    error = assert_error(user_api.get(f"{path}?{params}"), 400, "validation_error")
+
+    assert field in error["details"], error
+
+
+@pytest.fixture
+def staff_api(api):
+    return api.as_user(UserFactory(is_staff=True))
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ("interval=", "interval"),
+        ("interval=year", "interval"),
+        ("periods=", "periods"),
+        ("periods=false", "periods"),
+        ("currency=", "currency"),
+        ("currency=USD%0A", "currency"),
+        ("currency=usd", "currency"),
+    ],
+)
+def test_a_trends_query_value_the_schema_refuses_is_400(staff_api, params, field):
+    error = assert_error(staff_api.get(f"{ANALYTICS_TRENDS}?{params}"), 400, "validation_error")
+
+    assert field in error["details"], error
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [("plan=", "plan"), ("plan=pro%0A", "plan"), ("status=", "status"), ("limit=0", "limit"), ("cursor=", "cursor")],
+)
+def test_a_subscriptions_query_value_the_schema_refuses_is_400(staff_api, params, field):
+    error = assert_error(staff_api.get(f"/api/v1/org-billing/subscriptions?{params}"), 400, "validation_error")
+
+    assert field in error["details"], error
+
+
+@pytest.mark.parametrize("params", ["days=1", "days=366", "days=007", "limit=100&days=30"])
+def test_query_values_the_schema_allows_are_accepted(user_api, params):
+    assert user_api.get(f"{SUMMARY}?{params}").status_code == 200

@@ -1,0 +1,109 @@
+"""Strict input fields: what the OpenAPI schema documents is exactly what they accept.
+
+* ``AmountField``: a credit amount, a JSON string of ASCII digits with up to
+  four decimals. No sign, exponent, spaces, NaN, Infinity, non-ASCII digits,
+  empty string or JSON number: Python's ``Decimal`` takes all of these, so the
+  format is checked before any conversion.
+* ``StrictIntegerField``: an integer that is a JSON integer in a body or ASCII
+  digits in a query string; never ``1_000``, ``" 5 "``, ``"1.0"``, a boolean or
+  non-ASCII digits, which ``int()`` would take.
+* ``IdField``: a positive id that fits the 64-bit id columns.
+* ``QueryParams``: a serializer for query strings in which ``?name=`` is an
+  (invalid) empty value, not a parameter left out.
+"""
+
+import re
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS
+from ops_center.api.converters import MAX_ID
+
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]{1,4})?$"
+_AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,4})?", re.ASCII)
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": AMOUNT_PATTERN,
+        "description": 'Credits as a string: ASCII digits with up to 4 decimals, e.g. "12.5".',
+        "example": "12.5",
+    }
+)
+class AmountField(serializers.DecimalField):
+    """A credit amount in a request body; see the module docstring."""
+
+    default_error_messages = {
+        "format": 'Send credits as a string of digits with up to 4 decimals, e.g. "12.5".',
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", CREDIT_MAX_DIGITS)
+        kwargs.setdefault("decimal_places", CREDIT_DECIMAL_PLACES)
+        kwargs.setdefault("coerce_to_string", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> Decimal:
+        if not isinstance(data, str) or _AMOUNT.fullmatch(data) is None:
+            self.fail("format")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer in a JSON body or a query string; see the module docstring."""
+
+    def to_internal_value(self, data) -> int:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, int):
+            return data
+        if isinstance(data, Decimal):  # the parser's JSON number with a fraction or exponent: 3.0 is 3
+            if not data.is_finite() or data != data.to_integral_value():
+                self.fail("invalid")
+            if data.adjusted() >= 19:  # never int() of 1e999999: past any bound, the range validators answer
+                return 10**19 if data > 0 else -(10**19)
+            return int(data)
+        if isinstance(data, str) and len(data) <= 40 and _INTEGER.fullmatch(data):
+            return int(data)
+        self.fail("invalid")
+
+
+class IdField(StrictIntegerField):
+    """A positive id that fits a 64-bit id column."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+class QueryParams(serializers.Serializer):
+    """Query-string parameters, validated as sent: ``?days=`` is the empty string, refused
+    unless the field allows it, as the schema says (DRF would drop it silently)."""
+
+    def __init__(self, instance=None, data=empty, **kwargs):
+        if data is not empty and hasattr(data, "getlist"):
+            data = data.dict()
+        super().__init__(instance, data=data, **kwargs)
+
+
+class _WholeString:
+    """Python's ``$`` also matches before a final newline; the schema's (ECMA) ``$`` does not."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.endswith("\n"):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SlugField(_WholeString, serializers.SlugField):
+    """DRF's SlugField, refusing a trailing newline as the documented pattern does."""
+
+
+class RegexField(_WholeString, serializers.RegexField):
+    """DRF's RegexField (``^...$`` patterns), refusing a trailing newline as the documented pattern does."""
