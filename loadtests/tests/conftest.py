@@ -23,6 +23,8 @@ from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
 
+from ops_center.tests.static_root import collected_static_root
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SEED = ("--users", "200", "--orgs", "10", "--transactions", "12000", "--seed", "8")
@@ -87,6 +89,7 @@ def live_api(django_db_setup, django_db_blocker, tmp_path_factory):
         WEB_CONCURRENCY="2",
         GUNICORN_THREADS="4",
         GUNICORN_ACCESS_LOG="",
+        STATIC_ROOT=collected_static_root(),  # the production settings' gunicorn needs the manifest
     )
     log = workdir / "gunicorn.log"
     with log.open("w") as log_file:

@@ -13,6 +13,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from ops_center.tests.static_root import collected_static_root
+
 PROJECT_DIR = Path(settings.BASE_DIR)
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -38,6 +40,7 @@ def project_env(**extra: str) -> dict[str, str]:
         REDIS_URL=os.environ["TEST_REDIS_URL"],
         DEBUG="0",
         SECURE_SSL_REDIRECT="0",
+        STATIC_ROOT=collected_static_root(),  # the production settings' gunicorn needs the manifest
     )
     env.update(extra)
     return env
