@@ -1,15 +1,26 @@
 """Run a command against real PostgreSQL and Redis, starting throwaway ones if needed.
 
     python scripts/test_services.py -- pytest -q
+    python scripts/test_services.py --no-replica -- pytest -q
 
 When TEST_DATABASE_URL and TEST_REDIS_URL are both set, the command runs
 against them unchanged. Otherwise a private PostgreSQL cluster and/or Redis
 server is started from the local binaries on free loopback ports, in a
 temporary directory that is removed afterwards, so the suite needs no running
 services and never touches a developer's own data.
+
+With a throwaway PostgreSQL, a streaming replica of it is started too
+(``pg_basebackup -R`` with a replication slot, hot standby, on its own loopback
+port) whenever pg_basebackup is installed, and exported as
+TEST_DATABASE_REPLICA_URL, with TEST_DATABASE_REPLICA_PG_CTL (a JSON list: the
+pg_ctl command for its data directory) so tests can stop and start it. The
+routing tests (ops_center/tests/test_replicas.py) run against it and skip,
+naming the package to install, without it. ``--no-replica`` or
+TEST_REPLICA=0 leaves it out.
 """
 
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -23,6 +34,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 START_TIMEOUT_SECONDS = 30
+# A hot standby needs at least the primary's value, so both clusters use this one.
+MAX_CONNECTIONS = 200
+REPLICA_SLOT = "ops_center_test_replica"
 
 
 class MissingBinary(SystemExit):
@@ -77,9 +91,13 @@ def as_unprivileged(command: list[str]) -> list[str]:
     return ["runuser", "-u", user.pw_name, "--", *command] if user else command
 
 
+def postgres_binary(name: str) -> str:
+    return find_binary(name, (f"/usr/lib/postgresql/*/bin/{name}",), "postgresql")
+
+
 @contextmanager
 def throwaway_postgres(workdir: Path):
-    initdb = find_binary("initdb", ("/usr/lib/postgresql/*/bin/initdb",), "postgresql")
+    initdb = postgres_binary("initdb")
     pg_ctl = str(Path(initdb).with_name("pg_ctl"))
     data, log, socket_dir = workdir / "pgdata", workdir / "postgres.log", workdir / "pgsocket"
     socket_dir.mkdir()
@@ -95,9 +113,11 @@ def throwaway_postgres(workdir: Path):
         stdout=subprocess.DEVNULL,
     )
     # Durability is pointless for a throwaway cluster; turning it off makes the suite faster.
+    # wal_level=replica and WAL senders let a streaming replica follow it (throwaway_replica).
     options = (
         f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={MAX_CONNECTIONS} "
+        "-c wal_level=replica -c max_wal_senders=4 -c max_replication_slots=4"
     )
     subprocess.run(
         as_unprivileged([pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "start"]),
@@ -113,6 +133,65 @@ def throwaway_postgres(workdir: Path):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+
+def replica_wanted(flags: list[str]) -> bool:
+    if "--no-replica" in flags or os.environ.get("TEST_REPLICA", "1") == "0":
+        return False
+    if "--replica" in flags:
+        return True
+    try:
+        return (Path(postgres_binary("initdb")).resolve().parent / "pg_basebackup").exists()
+    except MissingBinary:
+        return False
+
+
+@contextmanager
+def throwaway_replica(workdir: Path, primary_url: str):
+    """A hot standby of the throwaway primary: pg_basebackup -R, then its own postmaster on a free port.
+
+    Yields (url, pg_ctl command for its data directory). A replication slot keeps
+    the primary's WAL while the replica is stopped by a test, so it catches up
+    when started again.
+    """
+    # From the primary's own bin directory (the one with initdb): /usr/bin holds only wrappers.
+    bindir = Path(postgres_binary("initdb")).resolve().parent
+    pg_basebackup, pg_ctl = str(bindir / "pg_basebackup"), str(bindir / "pg_ctl")
+    if not Path(pg_basebackup).exists():
+        raise MissingBinary(
+            f"error: '{pg_basebackup}' was not found. Install it with `sudo apt-get install postgresql`."
+        )
+    primary_port = primary_url.rsplit(":", 1)[1].split("/", 1)[0]
+    data, log, socket_dir = workdir / "replica", workdir / "replica.log", workdir / "replica-socket"
+    socket_dir.mkdir()
+    owner = unprivileged_user()
+    if owner:
+        os.chown(socket_dir, owner.pw_uid, owner.pw_gid)
+    port = free_port()
+    print(f"starting throwaway PostgreSQL replica on 127.0.0.1:{port}", file=sys.stderr)
+    subprocess.run(
+        as_unprivileged(
+            [
+                *(pg_basebackup, "-h", "127.0.0.1", "-p", primary_port, "-U", "postgres", "-D", str(data)),
+                *("-R", "-X", "stream", "-C", "-S", REPLICA_SLOT, "-c", "fast", "--no-sync"),
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    # After the -R lines (primary_conninfo), so the standby's own settings win over the copied ones.
+    with (data / "postgresql.auto.conf").open("a") as conf:
+        conf.write(
+            f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{socket_dir}'\n"
+            f"hot_standby = on\nhot_standby_feedback = on\nfsync = off\nmax_connections = {MAX_CONNECTIONS}\n"
+        )
+    control = as_unprivileged([pg_ctl, "-D", str(data), "-l", str(log)])
+    subprocess.run([*control, "-w", "start"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, "PostgreSQL replica", log)
+        yield f"postgres://postgres@127.0.0.1:{port}/postgres", control
+    finally:
+        subprocess.run([*control, "-m", "immediate", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextmanager
@@ -135,15 +214,20 @@ def throwaway_redis(workdir: Path):
 
 
 def main(argv: list[str]) -> int:
+    flags: list[str] = []
     if "--" in argv:
-        argv = argv[argv.index("--") + 1 :]
+        flags, argv = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     if not argv:
-        raise SystemExit("usage: test_services.py -- COMMAND [ARGS...]")
+        raise SystemExit("usage: test_services.py [--replica | --no-replica] -- COMMAND [ARGS...]")
     env = dict(os.environ)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ops-center-test-")))
         if not env.get("TEST_DATABASE_URL"):
             env["TEST_DATABASE_URL"] = stack.enter_context(throwaway_postgres(workdir))
+            if replica_wanted(flags) and not env.get("TEST_DATABASE_REPLICA_URL"):
+                replica_url, control = stack.enter_context(throwaway_replica(workdir, env["TEST_DATABASE_URL"]))
+                env["TEST_DATABASE_REPLICA_URL"] = replica_url
+                env["TEST_DATABASE_REPLICA_PG_CTL"] = json.dumps(control)
         if not env.get("TEST_REDIS_URL"):
             env["TEST_REDIS_URL"] = stack.enter_context(throwaway_redis(workdir))
         process = subprocess.Popen(argv, env=env)
