@@ -24,6 +24,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -51,7 +52,37 @@ LEDGER_WRITES = Counter(
     "ops_center_ledger_writes", "Committed credit_transactions rows, by transaction type.", ["transaction_type"]
 )
 
+# Read replicas (ops_center/replicas.py): each replica's state as its last probe saw it, and where
+# routed reads went and why (database="default" with a reason such as read_your_writes or
+# no_replica_ready), so the share of reads moved off the primary can be read from outside.
+REPLICA_UP = Gauge(
+    "ops_center_replica_up",
+    "1 while a read replica takes reads (reachable, within REPLICA_MAX_LAG_SECONDS), else 0.",
+    ["replica"],
+    multiprocess_mode="mostrecent",
+)
+REPLICA_LAG = Gauge(
+    "ops_center_replica_lag_seconds",
+    "Replay lag of a read replica at its last probe; -1 when unreachable or unknown.",
+    ["replica"],
+    multiprocess_mode="mostrecent",
+)
+ROUTED_READS = Counter(
+    "ops_center_routed_reads",
+    "Reads a replica may serve, by the database that served them and why.",
+    ["database", "reason"],
+)
+
 _cache_event_counters: dict[tuple[str, str], Counter] = {}
+
+
+def record_replica_state(replica: str, *, up: bool, lag_seconds: float | None) -> None:
+    REPLICA_UP.labels(replica).set(1 if up else 0)
+    REPLICA_LAG.labels(replica).set(-1 if lag_seconds is None else lag_seconds)
+
+
+def record_routed_read(database: str, reason: str) -> None:
+    ROUTED_READS.labels(database, reason).inc()
 
 
 def record_cache_event(namespace: str, event: str, amount: int = 1) -> None:
@@ -111,6 +142,9 @@ def metrics_view(request):
             return HttpResponse(status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     elif not settings.DEBUG:
         raise Http404("metrics are off: set METRICS_TOKEN")
+    from ops_center import replicas  # imports this module
+
+    replicas.states(fresh=True)  # each replica's up and lag gauges, measured now
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -107,6 +107,53 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast when the server is gone, so the API answers 503 quickly.
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
 
+
+def pool_safe(database: dict, pool_mode: str) -> dict:
+    """Behind pgBouncer in transaction pooling, turn off what needs one server session across transactions:
+    server-side cursors (iterator() on PostgreSQL) and psycopg's prepared statements."""
+    if pool_mode not in ("session", "transaction"):
+        raise ImproperlyConfigured("DATABASE_POOL_MODE is 'session' (default) or 'transaction' (pgBouncer).")
+    if pool_mode == "transaction" and database["ENGINE"] == "django.db.backends.postgresql":
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
+        database.setdefault("OPTIONS", {})["prepare_threshold"] = None
+    return database
+
+
+def replica_database(url: str, primary: dict, *, connect_timeout: int) -> dict:
+    """A read replica's alias: the primary's options, its own URL and a short connect timeout.
+
+    TEST MIRROR only renames the database to the primary's test database: the
+    replica keeps its own server and connection, and streaming replication
+    brings the test database to it (ops_center/tests/test_replicas.py).
+    """
+    replica = environ.Env.db_url_config(url)
+    if replica["ENGINE"] != "django.db.backends.postgresql" or primary["ENGINE"] != replica["ENGINE"]:
+        raise ImproperlyConfigured("Read replicas need PostgreSQL, for the primary and every replica.")
+    replica.update(CONN_MAX_AGE=primary["CONN_MAX_AGE"], CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
+    # psycopg, like libpq, waits at least 2 s; the replica breaker pays that once per cooldown per process.
+    options = {**primary.get("OPTIONS", {}), **replica.get("OPTIONS", {}), "connect_timeout": connect_timeout}
+    replica["OPTIONS"] = options
+    return replica
+
+
+# pgBouncer: DATABASE_POOL_MODE=transaction when connections go through a transaction-pooling pgBouncer.
+DATABASE_POOL_MODE = env.str("DATABASE_POOL_MODE", default="session")
+pool_safe(DATABASES["default"], DATABASE_POOL_MODE)
+# Read replicas (ops_center/replicas.py): each URL becomes the alias replica_1, replica_2, ...
+# Reads are sent there explicitly (replicas.read); balances and every write stay on "default".
+REPLICA_CONNECT_TIMEOUT = env.int("REPLICA_CONNECT_TIMEOUT", default=2)
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=5.0)
+REPLICA_BREAKER_COOLDOWN = env.float("REPLICA_BREAKER_COOLDOWN", default=5.0)
+DATABASE_REPLICAS = []
+for _number, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
+    DATABASE_REPLICAS.append(f"replica_{_number}")
+    DATABASES[f"replica_{_number}"] = pool_safe(
+        replica_database(_url, DATABASES["default"], connect_timeout=REPLICA_CONNECT_TIMEOUT), DATABASE_POOL_MODE
+    )
+if DATABASE_REPLICAS:
+    # Writes and migrations go to the primary whatever instance or hint they come with.
+    DATABASE_ROUTERS = ["ops_center.replicas.PrimaryWritesRouter"]
+
 # The quick start's SQLite ignores INCLUDE lists; the covering indexes are for PostgreSQL.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]
 

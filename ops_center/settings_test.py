@@ -10,7 +10,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from ops_center.settings import *  # noqa: F403
-from ops_center.settings import redis_cache
+from ops_center.settings import REPLICA_CONNECT_TIMEOUT, pool_safe, redis_cache, replica_database
 
 _missing = [name for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL") if not os.environ.get(name)]
 if _missing:
@@ -23,6 +23,22 @@ DATABASES = {"default": environ.Env.db_url_config(os.environ["TEST_DATABASE_URL"
 DATABASES["default"]["TEST"] = {"NAME": "ops_center_test"}
 # The suite opens connections from many threads; don't keep them around.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# DATABASE_POOL_MODE=transaction runs the suite as it would behind a transaction-pooling pgBouncer.
+pool_safe(DATABASES["default"], os.environ.get("DATABASE_POOL_MODE", "session"))
+
+# A streaming replica of the test server (scripts/test_services.py starts one), as "replica_1".
+# Its TEST MIRROR only gives it the primary's test database name: pytest-django creates
+# ops_center_test on the primary and streaming replication creates it on the replica, which
+# keeps its own server and connection. Routing stays off for the suite (most tests' data never
+# commits, so no replica could see it); ops_center/tests/test_replicas.py turns it on with
+# DATABASE_REPLICAS, in transactional tests.
+DATABASE_REPLICAS = []
+DATABASE_ROUTERS = []
+if os.environ.get("TEST_DATABASE_REPLICA_URL"):
+    DATABASES["replica_1"] = replica_database(
+        os.environ["TEST_DATABASE_REPLICA_URL"], DATABASES["default"], connect_timeout=REPLICA_CONNECT_TIMEOUT
+    )
+    DATABASE_ROUTERS = ["ops_center.replicas.PrimaryWritesRouter"]
 CACHES = {"default": redis_cache(os.environ["TEST_REDIS_URL"])}
 
 SECURE_SSL_REDIRECT = False
