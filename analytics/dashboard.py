@@ -16,7 +16,7 @@ from django.utils import timezone
 from analytics.selectors import period_starts, platform_analytics, revenue_trends
 from billing.models import CreditFlowDaily, Subscription
 from billing.money import ZERO_CREDITS, format_minor_units
-from ops_center import cache
+from ops_center import cache, replicas
 
 FLOW_DAYS = 30
 TREND_MONTHS = 12
@@ -25,7 +25,9 @@ DASHBOARD_CURRENCY = "USD"
 
 def credit_flow_daily(days: int = FLOW_DAYS) -> tuple[dict, bool]:
     """Credits purchased and consumed per day for the last ``days`` days (today last), no gaps."""
-    return cache.get_or_set("analytics", "credit_flow_daily", days, compute=lambda: _credit_flow_daily_from_db(days))
+    return cache.get_or_set(
+        "analytics", "credit_flow_daily", days, compute=lambda: replicas.read(lambda: _credit_flow_daily_from_db(days))
+    )
 
 
 def _credit_flow_daily_from_db(days: int) -> dict:

@@ -23,7 +23,7 @@ from billing.models import (
     UserActivity,
 )
 from billing.money import ZERO_CREDITS, to_credits
-from ops_center import cache
+from ops_center import cache, replicas
 from orgs.models import Organization, User
 
 WINDOW_DAYS = 30
@@ -32,7 +32,8 @@ TRUNCATE = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 
 
 def platform_analytics() -> tuple[dict, bool]:
-    return cache.get_or_set("analytics", "platform", compute=_platform_from_db)
+    # Rollups and counts, cached 120 s: a replica within REPLICA_MAX_LAG_SECONDS serves them.
+    return cache.get_or_set("analytics", "platform", compute=lambda: replicas.read(_platform_from_db))
 
 
 def _platform_from_db() -> dict:
@@ -153,7 +154,7 @@ def revenue_trends(*, interval: str, periods: int, currency: str) -> tuple[dict,
         interval,
         periods,
         currency,
-        compute=lambda: _revenue_trends_from_db(interval, periods, currency),
+        compute=lambda: replicas.read(lambda: _revenue_trends_from_db(interval, periods, currency)),
     )
 
 

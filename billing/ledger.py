@@ -12,7 +12,7 @@ from django.utils import timezone
 from billing import rollups
 from billing.models import CreditAccount, CreditTransaction
 from billing.money import CREDITS_PARAM, credits_sql, to_credits
-from ops_center import cache, metrics
+from ops_center import cache, metrics, replicas
 
 # Every column but the id, in model order: the INSERTs below are built once.
 _LEDGER_FIELDS = [field for field in CreditTransaction._meta.concrete_fields if not field.primary_key]
@@ -44,6 +44,8 @@ def _ledger_values(row: CreditTransaction) -> list:
 def _written(row: CreditTransaction) -> CreditTransaction:
     """Once the transaction commits: evict the user's (and org's) cached views, and count the row."""
     row._state.adding, row._state.db = False, connection.alias
+    # Before the eviction (callbacks run in order): a read that misses after it must find the write position.
+    replicas.note_write_on_commit(user_id=row.user_id, org_id=row.org_id)  # read-your-writes on replicas
     cache.invalidate_on_commit(user_ids=[row.user_id], org_ids=[row.org_id] if row.org_id else [])
     metrics.record_ledger_write(row.transaction_type)
     return row

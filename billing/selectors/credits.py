@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.models import CreditAccount, CreditAllocation, CreditTransaction, PricingRule, UsageDaily
 from billing.money import ZERO_CREDITS, to_credits
-from ops_center import cache
+from ops_center import cache, replicas
 from ops_center.api.pagination import DEFAULT_LIMIT, keyset_page
 
 
@@ -100,11 +100,9 @@ def usage_summary(user_id: int, days: int) -> tuple[dict, bool]:
 def _usage_summary_from_db(user_id: int, days: int) -> dict:
     today = timezone.now().date()
     first_day = today - datetime.timedelta(days=days - 1)
-    rows = (
-        UsageDaily.objects.filter(user_id=user_id, day__gte=first_day)
-        .values("day", "service")
-        .annotate(credits=Sum("credits"), units=Sum("units"), events=Sum("events"))
-    )
+    query = UsageDaily.objects.filter(user_id=user_id, day__gte=first_day)
+    query = query.values("day", "service").annotate(credits=Sum("credits"), units=Sum("units"), events=Sum("events"))
+    rows = replicas.read(lambda: list(query), user_id=user_id)  # a caught-up replica, else the primary
     per_day = {first_day + datetime.timedelta(days=offset): ZERO_CREDITS for offset in range(days)}
     per_service: dict[str, dict] = {}
     for row in rows:
@@ -160,21 +158,23 @@ def transactions_page(
     if created_before:
         queryset = queryset.filter(created_at__lt=created_before)
     if cursor is not None or limit != DEFAULT_LIMIT or transaction_type or created_after or created_before:
-        return _page(queryset, limit=limit, cursor=cursor), False
+        return _page(queryset, user_id=user_id, limit=limit, cursor=cursor), False
     return cache.get_or_set(
         "credit_balance",
         cache.user_part(user_id),
         "transactions_first_page",
-        compute=lambda: _page(queryset, limit=limit),
+        compute=lambda: _page(queryset, user_id=user_id, limit=limit),
     )
 
 
 def _first_page_from_db(user_id: int) -> dict:
-    return _page(CreditTransaction.objects.filter(user_id=user_id), limit=DEFAULT_LIMIT)
+    return _page(CreditTransaction.objects.filter(user_id=user_id), user_id=user_id, limit=DEFAULT_LIMIT)
 
 
-def _page(queryset, *, limit: int, cursor: str | None = None) -> dict:
-    rows, next_cursor = keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit)
+def _page(queryset, *, user_id: int, limit: int, cursor: str | None = None) -> dict:
+    rows, next_cursor = replicas.read(  # a caught-up replica, else the primary
+        lambda: keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit), user_id=user_id
+    )
     return {"results": rows, "next_cursor": next_cursor}
 
 

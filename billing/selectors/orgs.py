@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditAllocation, CreditPool, Subscription, UsageDaily
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, ZERO_CREDITS, to_credits
-from ops_center import cache
+from ops_center import cache, replicas
 from ops_center.api.pagination import DEFAULT_LIMIT, InvalidCursor, read_cursor, sign_cursor
 from orgs.models import Membership
 
@@ -156,11 +156,9 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
         if not window_credits.is_finite() or type(user_id) is not int:
             raise InvalidCursor()
         members = members.filter(after(window_credits, user_id))
-    rows = list(
-        members.order_by(*ordering).values("user_id", "user__username", "role", "window_credits", "allocated", "used")[
-            : limit + 1
-        ]
-    )
+    columns = ("user_id", "user__username", "role", "window_credits", "allocated", "used")
+    page = members.order_by(*ordering).values(*columns)
+    rows = replicas.read(lambda: list(page[: limit + 1]), org_id=org_id)  # a caught-up replica, else the primary
     for row in rows:
         # Computed columns: SQLite returns their sums unrounded, PostgreSQL already at 4 places.
         row.update({name: to_credits(row[name]) for name in ("window_credits", "allocated", "used")})
@@ -213,18 +211,17 @@ def subscriptions_page(
         if type(last_id) is not int:
             raise InvalidCursor()
         queryset = queryset.filter(id__lt=last_id)
-    rows = list(
-        queryset.order_by("-id").values(
-            "id",
-            "org_id",
-            "org__name",
-            "plan__code",
-            "status",
-            "current_period_start",
-            "current_period_end",
-            "cancel_at_period_end",
-        )[: limit + 1]
+    page = queryset.order_by("-id").values(
+        "id",
+        "org_id",
+        "org__name",
+        "plan__code",
+        "status",
+        "current_period_start",
+        "current_period_end",
+        "cancel_at_period_end",
     )
+    rows = replicas.read(lambda: list(page[: limit + 1]))  # a replica within REPLICA_MAX_LAG_SECONDS, else the primary
     next_cursor = sign_cursor([rows[limit - 1]["id"]], scope=SUBSCRIPTIONS_SCOPE) if len(rows) > limit else None
     return {
         "results": [
