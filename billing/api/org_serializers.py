@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from billing.api.serializers import TransactionOut, credits_field
 from billing.models import Plan, Subscription
-from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField
+from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField, cursor_field
 from orgs.models import Membership
 
 
@@ -61,7 +61,7 @@ class AllocationWriteOut(serializers.Serializer):
 class MembersUsageParams(QueryParams):
     days = StrictIntegerField(required=False, min_value=1, max_value=366, default=30)
     sort = serializers.ChoiceField(choices=["-usage", "usage"], required=False, default="-usage")
-    cursor = serializers.CharField(required=False, max_length=500)
+    cursor = cursor_field()
     limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
 
 
@@ -86,7 +86,7 @@ class SubscriptionFilters(QueryParams):
     plan = SlugField(required=False, max_length=40)
     period_end_after = serializers.DateTimeField(required=False)
     period_end_before = serializers.DateTimeField(required=False)
-    cursor = serializers.CharField(required=False, max_length=500)
+    cursor = cursor_field()
     limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
 
 

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from billing.models import TransactionType
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, CREDIT_QUANTUM
-from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField
+from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField, cursor_field
 
 
 def credits_field(**kwargs) -> serializers.DecimalField:
@@ -38,7 +38,7 @@ class TransactionFilters(QueryParams):
     transaction_type = serializers.ChoiceField(choices=TransactionType.choices, required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
-    cursor = serializers.CharField(required=False, max_length=500)
+    cursor = cursor_field()
     limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
 
 

@@ -107,3 +107,9 @@ class SlugField(_WholeString, serializers.SlugField):
 
 class RegexField(_WholeString, serializers.RegexField):
     """DRF's RegexField (``^...$`` patterns), refusing a trailing newline as the documented pattern does."""
+
+
+def cursor_field() -> RegexField:
+    """A pagination cursor: what django.core.signing produces (URL-safe base64, ':' and '.'), so
+    500 characters are 500 bytes and a documented cursor fits gunicorn's request line."""
+    return RegexField(r"^[A-Za-z0-9_.:-]+$", required=False, max_length=500)
