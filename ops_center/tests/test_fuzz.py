@@ -66,6 +66,8 @@ def fuzz(server: LiveGunicorn, role: str, key: str, report: Path) -> tuple[subpr
         "--seed",
         str(SEED),
         "--generation-deterministic",
+        "--generation-database",
+        "none",  # no example database left in the working tree
         "--phases",
         "examples,coverage,fuzzing",
         "--workers",
