@@ -17,6 +17,13 @@ pg_ctl command for its data directory) so tests can stop and start it. The
 routing tests (ops_center/tests/test_replicas.py) run against it and skip,
 naming the package to install, without it. ``--no-replica`` or
 TEST_REPLICA=0 leaves it out.
+
+``--pgbouncer`` (or TEST_PGBOUNCER=1) puts a throwaway pgBouncer in
+transaction pooling in front of the throwaway primary: TEST_DATABASE_URL then
+points at it and DATABASE_POOL_MODE=transaction is set, so the suite runs as
+production does behind pgBouncer. Pass pytest ``--reuse-db`` with it:
+pgBouncer keeps server connections to the test database, so dropping it at
+the end would fail (the whole cluster is thrown away anyway).
 """
 
 import glob
@@ -195,6 +202,40 @@ def throwaway_replica(workdir: Path, primary_url: str):
 
 
 @contextmanager
+def throwaway_pgbouncer(workdir: Path, primary_url: str):
+    """pgBouncer in transaction pooling on a free loopback port, in front of the throwaway primary."""
+    pgbouncer = find_binary("pgbouncer", ("/usr/sbin/pgbouncer",), "pgbouncer")
+    primary_port = primary_url.rsplit(":", 1)[1].split("/", 1)[0]
+    port, config, log = free_port(), workdir / "pgbouncer.ini", workdir / "pgbouncer.log"
+    (workdir / "pgbouncer-users.txt").write_text('"postgres" ""\n')
+    config.write_text(
+        "[databases]\n"
+        f"* = host=127.0.0.1 port={primary_port}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {workdir / 'pgbouncer-users.txt'}\n"
+        "pool_mode = transaction\nmax_client_conn = 1000\ndefault_pool_size = 40\n"
+        f"max_db_connections = {MAX_CONNECTIONS // 2}\nlogfile = {log}\n"
+        "ignore_startup_parameters = extra_float_digits,options\n"
+    )
+    owner = unprivileged_user()
+    if owner:
+        for path in (config, workdir / "pgbouncer-users.txt"):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    print(f"starting throwaway pgBouncer (transaction pooling) on 127.0.0.1:{port}", file=sys.stderr)
+    # Its log is the logfile above; runuser and pgBouncer would also talk on stderr.
+    process = subprocess.Popen(
+        as_unprivileged([pgbouncer, str(config)]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, "pgBouncer", log)
+        yield f"postgres://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
 def throwaway_redis(workdir: Path):
     redis_server = find_binary("redis-server", (), "redis-server")
     port, log = free_port(), workdir / "redis.log"
@@ -218,7 +259,7 @@ def main(argv: list[str]) -> int:
     if "--" in argv:
         flags, argv = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     if not argv:
-        raise SystemExit("usage: test_services.py [--replica | --no-replica] -- COMMAND [ARGS...]")
+        raise SystemExit("usage: test_services.py [--replica | --no-replica] [--pgbouncer] -- COMMAND [ARGS...]")
     env = dict(os.environ)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ops-center-test-")))
@@ -228,6 +269,9 @@ def main(argv: list[str]) -> int:
                 replica_url, control = stack.enter_context(throwaway_replica(workdir, env["TEST_DATABASE_URL"]))
                 env["TEST_DATABASE_REPLICA_URL"] = replica_url
                 env["TEST_DATABASE_REPLICA_PG_CTL"] = json.dumps(control)
+            if "--pgbouncer" in flags or os.environ.get("TEST_PGBOUNCER") == "1":
+                env["TEST_DATABASE_URL"] = stack.enter_context(throwaway_pgbouncer(workdir, env["TEST_DATABASE_URL"]))
+                env["DATABASE_POOL_MODE"] = "transaction"
         if not env.get("TEST_REDIS_URL"):
             env["TEST_REDIS_URL"] = stack.enter_context(throwaway_redis(workdir))
         process = subprocess.Popen(argv, env=env)
