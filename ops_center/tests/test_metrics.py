@@ -213,7 +213,7 @@ def test_workers_count_routes_by_pattern_cache_events_and_ledger_writes(two_work
         assert get(f"{two_workers.url}/api/v1/credits/purchases", user_key, data=b'{"credits": "5"}') == 201
     after = live_scrape(two_workers)
 
-    route = "api/v1/org-billing/organizations/<int:org_id>/subscription"
+    route = "api/v1/org-billing/organizations/<id:org_id>/subscription"
     assert metric(after, LATENCY_COUNT, route=route, status="200") - metric(before, LATENCY_COUNT, route=route) == 6
     assert not [
         labels for labels in series_labels(after, LATENCY_COUNT) if f"organizations/{org.id}/" in labels["route"]
