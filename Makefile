@@ -52,7 +52,7 @@ test: lint migrations-check $(LOAD_STAMP)
 	$(BIN)/python scripts/test_services.py -- $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-sqlite
 
-SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answers.py billing/tests/test_org_api.py \
+SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answers.py billing/tests/test_org_api.py billing/tests/test_verify_ledger.py \
 	billing/tests/test_bad_input.py billing/tests/test_idempotency.py billing/tests/test_cache_coherence.py \
 	billing/tests/test_races.py billing/tests/test_org_races.py billing/tests/test_adjustments.py \
 	billing/tests/test_billing_cycles.py analytics/tests/test_analytics.py ops_center/tests/test_cache.py \
