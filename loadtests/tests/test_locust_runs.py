@@ -167,7 +167,7 @@ def test_a_missing_or_roleless_keys_file_fails_the_run(live_api, tmp_path, keys_
     keys = tmp_path / "keys.csv"
     if keys_content is not None:
         keys.write_text(keys_content)
-    missing = type(live_api)(url=live_api.url, keys=keys, database_url=live_api.database_url)
+    missing = type(live_api)(url=live_api.url, keys=keys, database_url=live_api.database_url, pid=live_api.pid)
 
     run = run_locust(missing, tmp_path, "--users", "2", "--rate", "4", "--run-time", "2s")
 

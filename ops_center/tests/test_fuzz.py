@@ -65,9 +65,7 @@ def fuzz(server: LiveGunicorn, role: str, key: str, report: Path) -> tuple[subpr
         str(EXAMPLES_PER_OPERATION),
         "--seed",
         str(SEED),
-        "--generation-deterministic",
-        "--generation-database",
-        "none",  # no example database left in the working tree
+        "--generation-deterministic",  # which also keeps no example database
         "--phases",
         "examples,coverage,fuzzing",
         "--workers",
@@ -81,6 +79,7 @@ def fuzz(server: LiveGunicorn, role: str, key: str, report: Path) -> tuple[subpr
         "--no-color",
     ]
     result = subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+    assert report.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     return result, summarize(report)
 
 
