@@ -465,20 +465,3 @@ def health_check() -> dict:
 
 def get_stats() -> dict:
     return stats.snapshot()
-
-
-class GuardedCache:
-    """The get/set slice of Django's cache API behind the circuit breaker.
-
-    DRF's throttles talk to the cache directly; through this, a Redis outage
-    lets writes through unthrottled instead of failing them.
-    """
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return breaker.call(lambda: django_cache.get(key, default), fallback=default)
-
-    def set(self, key: str, value: Any, timeout: int | None = None) -> None:
-        breaker.call(lambda: django_cache.set(key, value, timeout), fallback=None)
-
-
-guarded_cache = GuardedCache()

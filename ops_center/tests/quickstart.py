@@ -52,3 +52,14 @@ def wait_for(url: str, server: subprocess.Popen) -> tuple[int, bytes]:
         except OSError:
             time.sleep(0.2)
     pytest.fail(f"{url} did not answer within 30 s")
+
+
+def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
+    """gunicorn with the project's config, as `make run` serves it, on a loopback port."""
+    return subprocess.Popen(
+        [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+        cwd=PROJECT_DIR,
+        env={**env, "BIND": f"127.0.0.1:{port}", "GUNICORN_ACCESS_LOG": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

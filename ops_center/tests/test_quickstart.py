@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from ops_center.tests.quickstart import GUNICORN, PROJECT_DIR, free_port, get, manage, quickstart_env, wait_for
+from ops_center.tests.quickstart import PROJECT_DIR, free_port, get, manage, quickstart_env, start_gunicorn, wait_for
 
 
 def test_default_settings_are_sqlite_and_memory_cache():
@@ -31,14 +31,8 @@ def test_sqlite_quick_start_migrates_and_serves(tmp_path):
     assert collected.returncode == 0, collected.stderr
 
     port = free_port()
-    env.update(BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1", GUNICORN_ACCESS_LOG="")
-    server = subprocess.Popen(
-        [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    env.update(WEB_CONCURRENCY="1")
+    server = start_gunicorn(env, port)
     try:
         status, body = wait_for(f"http://127.0.0.1:{port}/healthz", server)
         assert (status, body) == (200, b'{"status": "ok"}')

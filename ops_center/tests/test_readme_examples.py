@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ops_center.tests.quickstart import GUNICORN, PROJECT_DIR, free_port, manage, quickstart_env, wait_for
+from ops_center.tests.quickstart import PROJECT_DIR, free_port, manage, quickstart_env, start_gunicorn, wait_for
 
 README_HOST = "http://127.0.0.1:8000"
 # `NAME=value` or `NAME=$(...)` alone on its line (a comment may follow), not `NAME=value command`.
@@ -62,14 +62,8 @@ def quickstart(tmp_path_factory):
         result = manage(env, *step)
         assert result.returncode == 0, result.stdout + result.stderr
     port = free_port()
-    env.update(BIND=f"127.0.0.1:{port}", GUNICORN_ACCESS_LOG="", SESSION_COOKIE_SECURE="0", CSRF_COOKIE_SECURE="0")
-    server = subprocess.Popen(
-        [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
-        cwd=PROJECT_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    env.update(SESSION_COOKIE_SECURE="0", CSRF_COOKIE_SECURE="0")
+    server = start_gunicorn(env, port)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{base_url}/healthz", server)
