@@ -31,9 +31,16 @@ TOP_ORGS = 10
 TRUNCATE = {"day": TruncDay, "week": TruncWeek, "month": TruncMonth}
 
 
+PLATFORM_KEY = ("analytics", "platform")
+
+
+def revenue_trends_key(*, interval: str, periods: int, currency: str) -> tuple:
+    return ("analytics", "revenue_trends", interval, periods, currency)
+
+
 def platform_analytics() -> tuple[dict, bool]:
     # Rollups and counts, cached 120 s: a replica within REPLICA_MAX_LAG_SECONDS serves them.
-    return cache.get_or_set("analytics", "platform", compute=lambda: replicas.read(_platform_from_db))
+    return cache.get_or_set(*PLATFORM_KEY, compute=lambda: replicas.read(_platform_from_db))
 
 
 def _platform_from_db() -> dict:
@@ -149,11 +156,7 @@ def period_starts(interval: str, periods: int, today: datetime.date) -> list[dat
 
 def revenue_trends(*, interval: str, periods: int, currency: str) -> tuple[dict, bool]:
     return cache.get_or_set(
-        "analytics",
-        "revenue_trends",
-        interval,
-        periods,
-        currency,
+        *revenue_trends_key(interval=interval, periods=periods, currency=currency),
         compute=lambda: replicas.read(lambda: _revenue_trends_from_db(interval, periods, currency)),
     )
 

@@ -98,6 +98,24 @@ def get(namespace: str, *parts: Any, default: Any = None) -> Any:
     return entry[1]
 
 
+def get_entries(wanted: Iterable[tuple]) -> list[tuple[float, Any]] | None:
+    """Several keys in one round trip (MGET), as ``(soft_expiry, value)`` entries in the order asked.
+
+    None when any key is missing or Redis does not answer. Counts nothing: the
+    caller counts what it serves (``record_hits``).
+    """
+    keys = [make_key(*spec) for spec in wanted]
+    found = breaker.call(lambda: django_cache.get_many(keys), fallback=None)
+    if not found or len(found) != len(keys):
+        return None
+    return [found[key] for key in keys]
+
+
+def record_hits(namespaces: Iterable[str]) -> None:
+    for namespace in namespaces:
+        stats.record(namespace, "hits")
+
+
 def set(namespace: str, *parts: Any, value: Any, ttl: int | None = None) -> None:
     _store(make_key(namespace, *parts), value, ttl if ttl is not None else ttl_for(namespace))
 

@@ -1,6 +1,5 @@
 """Identity and tenancy: users, organizations, memberships and API keys."""
 
-import hashlib
 import secrets
 
 from django.conf import settings
@@ -71,11 +70,6 @@ class Membership(models.Model):
 
 
 API_KEY_PREFIX_LENGTH = 8
-
-
-def hash_api_key(raw_key: str) -> str:
-    """Keys carry 256 bits of randomness, so a fast hash is safe and keeps auth cheap."""
-    return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def generate_api_key() -> tuple[str, str]:

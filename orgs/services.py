@@ -5,7 +5,8 @@ from django.utils import timezone
 
 from ops_center import cache
 from ops_center.api.authentication import principal_cache_key
-from orgs.models import ApiKey, User, generate_api_key, hash_api_key
+from ops_center.api.keys import hash_api_key
+from orgs.models import ApiKey, User, generate_api_key
 
 
 @transaction.atomic

@@ -7,12 +7,18 @@ from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.api import serializers as io
+from ops_center.api.fast_reads import FastRead, FastReadMixin, matching, one_of, whole_number
 from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import error_responses
 
 
-class PlatformAnalyticsView(APIView):
+def _for_staff(principal, _kwargs, values):
+    return values[0] if principal["is_staff"] else None
+
+
+class PlatformAnalyticsView(FastReadMixin, APIView):
     permission_classes = [IsAdminUser]
+    fast_read = FastRead(keys=lambda _user_id, _kwargs, _query: [selectors.PLATFORM_KEY], answer=_for_staff)
 
     @extend_schema(
         operation_id="analytics_platform",
@@ -24,8 +30,24 @@ class PlatformAnalyticsView(APIView):
         return with_cache_header(Response(data), hit)
 
 
-class RevenueTrendsView(APIView):
+def _trends_key(_user_id, _kwargs, query):
+    return [selectors.revenue_trends_key(**{**TREND_DEFAULTS, **query})]
+
+
+TREND_DEFAULTS = {name: field.default for name, field in io.TrendParams().fields.items()}
+
+
+class RevenueTrendsView(FastReadMixin, APIView):
     permission_classes = [IsAdminUser]
+    fast_read = FastRead(
+        keys=_trends_key,
+        answer=_for_staff,
+        query={
+            "interval": one_of("day", "week", "month"),
+            "periods": whole_number(1, 366),
+            "currency": matching("[A-Z]{3}"),
+        },
+    )
 
     @extend_schema(
         operation_id="analytics_revenue_trends",

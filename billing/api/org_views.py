@@ -9,16 +9,44 @@ from billing import selectors, services
 from billing.api import org_serializers as io
 from billing.api.views import transaction_out
 from billing.errors import PoolNotFound, SubscriptionNotFound
+from billing.selectors.orgs import DEFAULT_USAGE_DAYS, credit_pool_key, members_usage_key, subscription_key
+from ops_center.api.fast_reads import FastRead, FastReadMixin, exactly
 from ops_center.api.idempotency import run_idempotent
+from ops_center.api.pagination import DEFAULT_LIMIT
 from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import IDEMPOTENCY_HEADER, ORG_ID_PATH, error_responses
 from orgs.api.permissions import IsOrgAdmin, IsOrgMember
+from orgs.selectors import role_key
 
 ORG_READ_ERRORS = error_responses(400, 401, 403, 404, 503)
 
 
-class OrgSubscriptionView(APIView):
+def org_fast_read(permission, payload_key, render=lambda payload: payload, query=None) -> FastRead:
+    """A cached org read: the caller's cached role decides, as ``permission`` would; a missing payload is a 404."""
+
+    def answer(principal, kwargs, values):
+        role, payload = values
+        if payload is None or not permission.allows_read(role=role, is_staff=principal["is_staff"]):
+            return None
+        return render(payload)
+
+    return FastRead(
+        keys=lambda user_id, kwargs, _query: [
+            role_key(user_id=user_id, org_id=kwargs["org_id"]),
+            payload_key(kwargs["org_id"]),
+        ],
+        answer=answer,
+        query=query,
+    )
+
+
+def subscription_out(subscription: dict) -> dict:
+    return {**subscription, "days_left": selectors.days_left(subscription)}
+
+
+class OrgSubscriptionView(FastReadMixin, APIView):
     permission_classes = [IsOrgMember]
+    fast_read = org_fast_read(IsOrgMember, subscription_key, render=subscription_out)
 
     @extend_schema(
         operation_id="org_subscription",
@@ -30,11 +58,12 @@ class OrgSubscriptionView(APIView):
         subscription, hit = selectors.org_subscription(org_id)
         if subscription is None:
             raise SubscriptionNotFound(details={"org_id": org_id})
-        return with_cache_header(Response({**subscription, "days_left": selectors.days_left(subscription)}), hit)
+        return with_cache_header(Response(subscription_out(subscription)), hit)
 
 
-class OrgCreditPoolView(APIView):
+class OrgCreditPoolView(FastReadMixin, APIView):
     permission_classes = [IsOrgAdmin]
+    fast_read = org_fast_read(IsOrgAdmin, credit_pool_key)
 
     @extend_schema(
         operation_id="org_credit_pool",
@@ -85,8 +114,17 @@ class AllocationsView(APIView):
         return run_idempotent(request, allocate)
 
 
-class MembersUsageView(APIView):
+class MembersUsageView(FastReadMixin, APIView):
     permission_classes = [IsOrgAdmin]
+    fast_read = org_fast_read(
+        IsOrgAdmin,
+        members_usage_key,
+        query={
+            "days": exactly(str(DEFAULT_USAGE_DAYS)),
+            "sort": exactly("-usage"),
+            "limit": exactly(str(DEFAULT_LIMIT)),
+        },
+    )
 
     @extend_schema(
         operation_id="org_members_usage",

@@ -7,7 +7,10 @@ from rest_framework.views import APIView
 from billing import selectors, services
 from billing.api import serializers as io
 from billing.models import CreditPackage
+from billing.selectors.credits import balance_key, first_page_key, usage_summary_key
+from ops_center.api.fast_reads import FastRead, FastReadMixin, exactly
 from ops_center.api.idempotency import run_idempotent
+from ops_center.api.pagination import DEFAULT_LIMIT
 from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
 
@@ -28,7 +31,13 @@ def transaction_out(row) -> dict:
     }
 
 
-class BalanceView(APIView):
+def _cached_value(_principal, _kwargs, values):
+    return values[0]
+
+
+class BalanceView(FastReadMixin, APIView):
+    fast_read = FastRead(keys=lambda user_id, _kwargs, _query: [balance_key(user_id)], answer=_cached_value)
+
     @extend_schema(
         operation_id="credits_balance",
         summary="The caller's credit balance, org allocations and total available",
@@ -39,7 +48,13 @@ class BalanceView(APIView):
         return with_cache_header(Response(data), hit)
 
 
-class UsageSummaryView(APIView):
+class UsageSummaryView(FastReadMixin, APIView):
+    fast_read = FastRead(
+        keys=lambda user_id, _kwargs, _query: [usage_summary_key(user_id)],
+        answer=_cached_value,
+        query={"days": exactly(str(selectors.DEFAULT_SUMMARY_DAYS))},
+    )
+
     @extend_schema(
         operation_id="credits_usage_summary",
         summary="Credits used per day and per service over a window",
@@ -53,7 +68,13 @@ class UsageSummaryView(APIView):
         return with_cache_header(Response(data), hit)
 
 
-class TransactionsView(APIView):
+class TransactionsView(FastReadMixin, APIView):
+    fast_read = FastRead(
+        keys=lambda user_id, _kwargs, _query: [first_page_key(user_id)],
+        answer=_cached_value,
+        query={"limit": exactly(str(DEFAULT_LIMIT))},
+    )
+
     @extend_schema(
         operation_id="credits_transactions",
         summary="The caller's ledger, newest first, cursor-paginated",

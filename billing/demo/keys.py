@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from billing.demo.population import DemoUser, Principal
-from orgs.models import generate_api_key, hash_api_key
+from ops_center.api.keys import hash_api_key
+from orgs.models import generate_api_key
 
 KEYS_CSV_HEADER = ("username", "role", "org_id", "api_key", "user_id")
 API_KEY_COLUMNS = ("user_id", "name", "prefix", "key_hash", "created_at")

@@ -13,11 +13,21 @@ from ops_center import cache, replicas
 from ops_center.api.pagination import DEFAULT_LIMIT, keyset_page
 
 
+def balance_key(user_id: int) -> tuple:
+    return ("credit_balance", cache.user_part(user_id), "balance")
+
+
+def usage_summary_key(user_id: int) -> tuple:
+    return ("credit_balance", cache.user_part(user_id), "usage_summary_30d")
+
+
+def first_page_key(user_id: int) -> tuple:
+    return ("credit_balance", cache.user_part(user_id), "transactions_first_page")
+
+
 def balance_for(user_id: int) -> tuple[dict, bool]:
     """The caller's balance, allocations and total. Returns (data, cache hit)."""
-    return cache.get_or_set(
-        "credit_balance", cache.user_part(user_id), "balance", compute=lambda: _balance_from_db(user_id)
-    )
+    return cache.get_or_set(*balance_key(user_id), compute=lambda: _balance_from_db(user_id))
 
 
 def _balance_from_db(user_id: int) -> dict:
@@ -89,12 +99,7 @@ def usage_summary(user_id: int, days: int) -> tuple[dict, bool]:
     """
     if days != DEFAULT_SUMMARY_DAYS:
         return _usage_summary_from_db(user_id, days), False
-    return cache.get_or_set(
-        "credit_balance",
-        cache.user_part(user_id),
-        "usage_summary_30d",
-        compute=lambda: _usage_summary_from_db(user_id, days),
-    )
+    return cache.get_or_set(*usage_summary_key(user_id), compute=lambda: _usage_summary_from_db(user_id, days))
 
 
 def _usage_summary_from_db(user_id: int, days: int) -> dict:
@@ -159,12 +164,7 @@ def transactions_page(
         queryset = queryset.filter(created_at__lt=created_before)
     if cursor is not None or limit != DEFAULT_LIMIT or transaction_type or created_after or created_before:
         return _page(queryset, user_id=user_id, limit=limit, cursor=cursor), False
-    return cache.get_or_set(
-        "credit_balance",
-        cache.user_part(user_id),
-        "transactions_first_page",
-        compute=lambda: _page(queryset, user_id=user_id, limit=limit),
-    )
+    return cache.get_or_set(*first_page_key(user_id), compute=lambda: _page(queryset, user_id=user_id, limit=limit))
 
 
 def _first_page_from_db(user_id: int) -> dict:
@@ -192,8 +192,6 @@ def most_active_user_ids(*, limit: int, days: int = 7) -> list[int]:
 
 def warm_user(user_id: int) -> None:
     """Recompute and store every cached view of one user's credit data."""
-    part = cache.user_part(user_id)
-    cache.set("credit_balance", part, "balance", value=_balance_from_db(user_id))
-    cache.set("credit_balance", part, "usage_summary_30d", value=_usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS))
-    first_page = _first_page_from_db(user_id)
-    cache.set("credit_balance", part, "transactions_first_page", value=first_page)
+    cache.set(*balance_key(user_id), value=_balance_from_db(user_id))
+    cache.set(*usage_summary_key(user_id), value=_usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS))
+    cache.set(*first_page_key(user_id), value=_first_page_from_db(user_id))

@@ -17,11 +17,21 @@ DEFAULT_USAGE_DAYS = 30
 CREDITS = DecimalField(max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES)
 
 
+def subscription_key(org_id: int) -> tuple:
+    return ("subscription", cache.org_part(org_id), "current")
+
+
+def credit_pool_key(org_id: int) -> tuple:
+    return ("org_data", cache.org_part(org_id), "credit_pool")
+
+
+def members_usage_key(org_id: int) -> tuple:
+    return ("org_data", cache.org_part(org_id), "members_usage_30d")
+
+
 def org_subscription(org_id: int) -> tuple[dict | None, bool]:
     """The org's current subscription, or None. Returns (data, cache hit)."""
-    return cache.get_or_set(
-        "subscription", cache.org_part(org_id), "current", compute=lambda: _subscription_from_db(org_id)
-    )
+    return cache.get_or_set(*subscription_key(org_id), compute=lambda: _subscription_from_db(org_id))
 
 
 def _subscription_from_db(org_id: int) -> dict | None:
@@ -65,7 +75,7 @@ POOL_COLUMNS = ("total_credits", "allocated_credits", "used_credits", "available
 
 def org_credit_pool(org_id: int) -> tuple[dict | None, bool]:
     """The org's pool counters, or None. Returns (data, cache hit)."""
-    return cache.get_or_set("org_data", cache.org_part(org_id), "credit_pool", compute=lambda: _pool_from_db(org_id))
+    return cache.get_or_set(*credit_pool_key(org_id), compute=lambda: _pool_from_db(org_id))
 
 
 def _pool_from_db(org_id: int) -> dict | None:
@@ -121,10 +131,7 @@ def members_usage_page(
     """
     if days == DEFAULT_USAGE_DAYS and sort == "-usage" and limit == DEFAULT_LIMIT and cursor is None:
         return cache.get_or_set(
-            "org_data",
-            cache.org_part(org_id),
-            "members_usage_30d",
-            compute=lambda: _members_usage_from_db(org_id, days, sort, limit, None),
+            *members_usage_key(org_id), compute=lambda: _members_usage_from_db(org_id, days, sort, limit, None)
         )
     return _members_usage_from_db(org_id, days, sort, limit, cursor), False
 
@@ -251,9 +258,7 @@ def live_subscription_org_ids() -> list[int]:
 
 def warm_org(org_id: int) -> None:
     """Recompute and store the cached views of one org."""
-    part = cache.org_part(org_id)
-    cache.set("subscription", part, "current", value=_subscription_from_db(org_id))
-    cache.set("org_data", part, "credit_pool", value=_pool_from_db(org_id))
-    cache.set(
-        "org_data", part, "members_usage_30d", value=_members_usage_from_db(org_id, 30, "-usage", DEFAULT_LIMIT, None)
-    )
+    cache.set(*subscription_key(org_id), value=_subscription_from_db(org_id))
+    cache.set(*credit_pool_key(org_id), value=_pool_from_db(org_id))
+    members_usage = _members_usage_from_db(org_id, DEFAULT_USAGE_DAYS, "-usage", DEFAULT_LIMIT, None)
+    cache.set(*members_usage_key(org_id), value=members_usage)

@@ -22,7 +22,8 @@ from billing.models import (
     Subscription,
     UsageDaily,
 )
-from orgs.models import ApiKey, Membership, Organization, User, hash_api_key
+from ops_center.api.keys import hash_api_key
+from orgs.models import ApiKey, Membership, Organization, User
 
 pytestmark = pytest.mark.django_db
 

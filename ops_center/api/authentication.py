@@ -13,6 +13,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from ops_center import cache
+from ops_center.api import fast_reads
+from ops_center.api.keys import hash_api_key
 
 KEYWORD = "Bearer"
 
@@ -35,13 +37,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return f'{KEYWORD} realm="api"'
 
     def principal_for(self, raw_key: str):
-        from orgs.models import hash_api_key
-
         key_hash = hash_api_key(raw_key)
         principal = cache.get("user_tier", f"apikey_{key_hash}")
         if principal is None:
             principal = self._load_principal(key_hash)
             cache.set("user_tier", f"apikey_{key_hash}", value=principal)
+        fast_reads.remember_key_owner(key_hash, principal["user_id"])
         return self._user_from(principal), principal["key_id"]
 
     def _load_principal(self, key_hash: str) -> dict:

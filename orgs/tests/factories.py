@@ -1,6 +1,7 @@
 import factory
 
-from orgs.models import ApiKey, Membership, Organization, User, generate_api_key, hash_api_key
+from ops_center.api.keys import hash_api_key
+from orgs.models import ApiKey, Membership, Organization, User, generate_api_key
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from orgs.models import ApiKey, Membership, Organization, User, hash_api_key
+from ops_center.api.keys import hash_api_key
+from orgs.models import ApiKey, Membership, Organization, User
 from orgs.tests.factories import ApiKeyFactory, MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

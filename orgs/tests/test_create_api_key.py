@@ -4,7 +4,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from orgs.models import ApiKey, hash_api_key
+from ops_center.api.keys import hash_api_key
+from orgs.models import ApiKey
 from orgs.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
