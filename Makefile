@@ -11,7 +11,7 @@ PORT ?= 8000
 # The quick start serves plain HTTP on loopback, so the HTTPS-only defaults are relaxed.
 LOCAL_HTTP := SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
 
-.PHONY: run test test-sqlite install lint format migrations-check demo clean loadtest
+.PHONY: run test test-sqlite test-pgbouncer install lint format migrations-check demo clean loadtest
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys, venv, ensurepip; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || { \
@@ -47,9 +47,11 @@ migrations-check: $(DEV_STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Real PostgreSQL and Redis: throwaway servers unless TEST_DATABASE_URL and TEST_REDIS_URL are set.
-# Then the API tests again on the quick start's SQLite (with the real Redis): same statuses, same amounts.
+# Then the API tests again behind a real pgBouncer in transaction pooling, and on the quick start's
+# SQLite (with the real Redis): same statuses, same amounts.
 test: lint migrations-check $(LOAD_STAMP)
 	$(BIN)/python scripts/test_services.py -- $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-pgbouncer
 	$(MAKE) --no-print-directory test-sqlite
 
 SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answers.py billing/tests/test_org_api.py billing/tests/test_verify_ledger.py \
@@ -62,6 +64,19 @@ SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answ
 test-sqlite: $(DEV_STAMP)
 	$(BIN)/python scripts/test_services.py -- env DJANGO_SETTINGS_MODULE=ops_center.settings_test_sqlite \
 	  $(BIN)/pytest -p no:cacheprovider $(SQLITE_PASS) $(SQLITE_PYTEST_ARGS)
+
+# The API, race, replica and two-node tests through a throwaway pgBouncer (Debian's package) in
+# transaction pooling in front of the throwaway primary, with DATABASE_POOL_MODE=transaction, as
+# production runs behind pgBouncer. The plugin skips each test, naming the package, without the
+# binary, and checks that the test database's pool served the pass. --reuse-db: pgBouncer holds
+# server connections to the test database, so it could not be dropped at the end (the throwaway
+# cluster goes anyway). `python -m pytest` puts the project on sys.path before -p loads the plugin.
+PGBOUNCER_PASS := $(SQLITE_PASS) ops_center/tests/test_replicas.py ops_center/tests/test_two_nodes.py \
+	ops_center/tests/test_health.py
+
+test-pgbouncer: $(DEV_STAMP)
+	$(BIN)/python scripts/test_services.py --pgbouncer -- $(BIN)/python -m pytest -p no:cacheprovider \
+	  -p ops_center.tests.pgbouncer_pass --reuse-db $(PGBOUNCER_PASS) $(PGBOUNCER_PYTEST_ARGS)
 
 # Loads a small demo data set once: --if-empty skips a database that already has users.
 demo: $(RUNTIME_STAMP)

@@ -63,6 +63,8 @@ def node_env() -> dict[str, str]:
         "CACHE_KEY_PREFIX": PREFIX,
         "METRICS_TOKEN": METRICS_TOKEN,
         "THROTTLE_WRITES": "1000000/min",
+        # Behind the pgBouncer pass's transaction pooling the nodes must be pool-safe too.
+        "DATABASE_POOL_MODE": os.environ.get("DATABASE_POOL_MODE", "session"),
         # LiveGunicorn keeps stderr in a pipe it reads only on failure: a warning per refused request
         # (django.request logs each 401) would fill it and block the node.
         "LOG_LEVEL": "ERROR",
