@@ -22,7 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, OuterRef, Prefetch, QuerySet, Value, When
 from django.utils import timezone
 
-from billing import rollups
+from billing import alerts, rollups
 from billing.errors import PaymentDeclined
 from billing.ledger import credits_from_db, write_ledger
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditPool, CreditTransaction, Invoice, Plan, Subscription
@@ -30,6 +30,7 @@ from billing.money import CREDITS_PARAM, credits_sql, to_credits
 from billing.payments import get_gateway
 from ops_center import cache
 from orgs.models import Membership
+from webhooks.models import EventType
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,25 @@ def subscription_cancel(*, subscription: Subscription) -> None:
     subscription.save(update_fields=["status", "updated_at"])
     CreditPool.objects.filter(org_id=subscription.org_id).update(next_refresh_date=None, updated_at=timezone.now())
     cache.invalidate_on_commit(org_ids=[subscription.org_id])
+    alerts.emit(EventType.SUBSCRIPTION_CANCELED, org_id=subscription.org_id, **_subscription_data(subscription))
+
+
+def _subscription_data(subscription: Subscription, invoice: Invoice | None = None) -> dict:
+    data = {
+        "subscription_id": subscription.pk,
+        "plan": subscription.plan.code,
+        "status": subscription.status,
+        "current_period_start": subscription.current_period_start,
+        "current_period_end": subscription.current_period_end,
+    }
+    if invoice is not None:
+        data.update(
+            invoice_id=invoice.pk,
+            invoice_status=invoice.status,
+            amount_minor=invoice.amount_minor,
+            currency=invoice.currency,
+        )
+    return data
 
 
 @transaction.atomic
@@ -224,6 +244,12 @@ def subscription_renew(*, subscription: Subscription) -> Invoice:
         )
     subscription.save(update_fields=["status", "current_period_start", "current_period_end", "updated_at"])
     cache.invalidate_on_commit(org_ids=[subscription.org_id])
+    renewed = subscription.status == Subscription.Status.ACTIVE
+    alerts.emit(
+        EventType.SUBSCRIPTION_RENEWED if renewed else EventType.SUBSCRIPTION_PAST_DUE,
+        org_id=subscription.org_id,
+        **_subscription_data(subscription, invoice),
+    )
     return invoice
 
 
@@ -287,7 +313,7 @@ def pool_refresh(
         return None
     try:
         with transaction.atomic():
-            total_after = _add_to_pool(org_id=org.pk, credits=credits, next_refresh_date=period_end)
+            total_after, unused_after = _add_to_pool(org_id=org.pk, credits=credits, next_refresh_date=period_end)
             row = write_ledger(
                 user_id=contact_id,
                 org_id=org.pk,
@@ -304,6 +330,17 @@ def pool_refresh(
                 idempotency_key=key,
             )
             rollups.credits_flowed(day=row.created_at.date(), shard_key=contact_id, refreshed=credits)
+            alerts.emit(
+                EventType.CREDIT_POOL_REFRESHED,
+                org_id=org.pk,
+                amount=credits,
+                total_credits=total_after,
+                balance_after=unused_after,
+                period_start=period_start,
+                period_end=period_end,
+                plan=plan_code,
+                transaction_id=row.id,
+            )
     except IntegrityError:
         # A concurrent run refreshed this period between the check and the
         # insert; the savepoint took this run's pool update back with it.
@@ -335,13 +372,14 @@ def _billing_contact_id(org_id: int) -> int:
     return contact_id
 
 
-def _add_to_pool(*, org_id: int, credits: Decimal, next_refresh_date: datetime) -> Decimal:
-    """Add to the pool total in one statement and return the new total; an org's first refresh creates its pool."""
+def _add_to_pool(*, org_id: int, credits: Decimal, next_refresh_date: datetime) -> tuple[Decimal, Decimal]:
+    """Add to the pool total in one statement and return the new total and unused credits (total - used);
+    an org's first refresh creates its pool."""
     table = CreditPool._meta.db_table
     sql = (
         f"UPDATE {table} SET total_credits = {credits_sql(f'total_credits + {CREDITS_PARAM}')}, "  # noqa: S608
         "next_refresh_date = %s, "
-        "updated_at = %s WHERE org_id = %s RETURNING total_credits"
+        "updated_at = %s WHERE org_id = %s RETURNING total_credits, total_credits - used_credits"
     )
     params = [credits, next_refresh_date, timezone.now(), org_id]
     with connection.cursor() as cursor:
@@ -351,7 +389,7 @@ def _add_to_pool(*, org_id: int, credits: Decimal, next_refresh_date: datetime) 
             CreditPool.objects.bulk_create([CreditPool(org_id=org_id)], ignore_conflicts=True)
             cursor.execute(sql, params)
             row = cursor.fetchone()
-    return credits_from_db(row[0])
+    return credits_from_db(row[0]), credits_from_db(row[1])
 
 
 def _guarded(service, subject_id: int, **kwargs) -> CycleResult:

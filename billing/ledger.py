@@ -53,8 +53,11 @@ def _written(row: CreditTransaction) -> CreditTransaction:
 
 def debit_personal_balance(
     *, user_id: int, cost: Decimal, service: str, units: int, **ledger_fields
-) -> tuple[CreditTransaction, Decimal] | None:
+) -> tuple[CreditTransaction, Decimal, Decimal | None] | None:
     """Debit a personal balance for metered usage, with its ledger row and rollups; None when it falls short.
+
+    Returns the ledger row, the balance after and the account's low-balance
+    threshold, read by the same UPDATE (for billing.alerts, at no extra query).
 
     On PostgreSQL this is one statement: the conditional UPDATE feeds the
     ledger INSERT and the rollup upserts through a CTE, so a hot account's row
@@ -73,7 +76,7 @@ def debit_personal_balance(
         return None
     row.id, row.created_at, after = found[0], found[1], credits_from_db(found[2])
     row.credits_before, row.credits_after = after + cost, after
-    return _written(row), after
+    return _written(row), after, found[3]
 
 
 def _debit_step_by_step(row: CreditTransaction, *, cost: Decimal, service: str, units: int):
@@ -82,21 +85,22 @@ def _debit_step_by_step(row: CreditTransaction, *, cost: Decimal, service: str, 
         found = cursor.fetchone()
     if found is None:
         return None
-    after = credits_from_db(found[0])
+    after, threshold = credits_from_db(found[0]), found[1]
     # Stamped once the row lock is won, so time order follows the balance chain.
     row.credits_before, row.credits_after, row.created_at = after + cost, after, timezone.now()
     row = write_ledger(**{field.attname: getattr(row, field.attname) for field in _LEDGER_FIELDS})
     rollups.usage_recorded(
         user_id=row.user_id, org_id=None, day=row.created_at.date(), service=service, credits=cost, units=units
     )
-    return row, after
+    return row, after, threshold
 
 
 _NEW_BALANCE = credits_sql(f"balance + {CREDITS_PARAM}")
-# Params: signed change, now, user id, signed change. Returns the new balance, or no row when it would go negative.
+# Params: signed change, now, user id, signed change. Returns the new balance and the low-balance
+# threshold (webhook alerts, billing/alerts.py), or no row when the balance would go negative.
 ACCOUNT_BALANCE_CHANGE = (
     f"UPDATE {CreditAccount._meta.db_table} SET balance = {_NEW_BALANCE}, updated_at = %s "  # noqa: S608
-    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance"
+    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance, low_balance_threshold"
 )
 # The ledger row's before/after come from the UPDATE's RETURNING; every later part reads `debited`,
 # so a debit that falls short (no row) writes nothing at all. The row is stamped with the
@@ -106,7 +110,7 @@ ACCOUNT_BALANCE_CHANGE = (
 _DEBIT_STAMPING_THE_ACCOUNT = (
     f"UPDATE {CreditAccount._meta.db_table} SET balance = {_NEW_BALANCE}, "  # noqa: S608
     "updated_at = GREATEST(%s, updated_at + interval '1 microsecond') "
-    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance, updated_at"
+    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance, updated_at, low_balance_threshold"
 )
 _FROM_DEBIT = {"credits_before": "balance + %s", "credits_after": "balance", "created_at": "updated_at"}
 _LEDGER_FROM_DEBIT = [_FROM_DEBIT.get(field.attname, "%s") for field in _LEDGER_FIELDS]
@@ -120,7 +124,8 @@ _ONE_STATEMENT_DEBIT = (
     f"activity AS ({rollups.USER_ACTIVITY_INSERT} SELECT %s, {_UTC_DAY} FROM ledger, usage WHERE usage.events = 1 "
     f"{rollups.USER_ACTIVITY_ON_CONFLICT}), "
     f"flow AS ({rollups.FLOW_INSERT} SELECT {_UTC_DAY}, %s, 0, %s, 0, 0 FROM ledger {rollups.FLOW_ON_CONFLICT}) "
-    "SELECT ledger.id, ledger.created_at, debited.balance FROM ledger, debited"
+    # The threshold rides along for the low-balance alert: no query of its own.
+    "SELECT ledger.id, ledger.created_at, debited.balance, debited.low_balance_threshold FROM ledger, debited"
 )
 
 

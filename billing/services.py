@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing import rollups, selectors
+from billing import alerts, rollups, selectors
 from billing.errors import (
     AllocationBelowUsage,
     InsufficientCredits,
@@ -34,6 +34,7 @@ from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits
 from billing.payments import get_gateway
 from orgs.models import Membership
 from orgs.selectors import membership_role
+from webhooks.models import EventType
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,10 @@ class CreditsResult:
     invoice: Invoice | None = None
 
 
-def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal] | None:
+def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal, Decimal | None] | None:
     """Add ``delta`` (signed) to a balance unless it would go negative.
 
-    Returns (before, after), or None when the balance does not cover a debit.
+    Returns (before, after, low-balance threshold), or None when the balance does not cover a debit.
     """
     with connection.cursor() as cursor:
         cursor.execute(ACCOUNT_BALANCE_CHANGE, [delta, timezone.now(), user_id, delta])
@@ -59,7 +60,7 @@ def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal
     if row is None:
         return None
     after = credits_from_db(row[0])
-    return after - delta, after
+    return after - delta, after, row[1]
 
 
 @transaction.atomic
@@ -89,7 +90,7 @@ def credits_purchase(
         credits=credits,
         status=Invoice.Status.OPEN,
     )
-    before, after = _apply_to_account(user_id=user.pk, delta=credits)
+    before, after, _threshold = _apply_to_account(user_id=user.pk, delta=credits)
     # Charged inside the transaction: a decline raises and rolls back everything
     # above. With the client's Idempotency-Key the gateway's key survives a
     # rollback, so a retried request is never charged twice; without one, each
@@ -124,6 +125,15 @@ def credits_purchase(
         shard_key=user.pk,
     )
     rollups.credits_flowed(day=ledger_row.created_at.date(), shard_key=user.pk, purchased=credits)
+    alerts.credits_added(
+        kind=EventType.CREDITS_PURCHASED,
+        user_id=user.pk,
+        amount=credits,
+        after=after,
+        transaction_id=ledger_row.id,
+        invoice_id=invoice.pk,
+        package=package_code,
+    )
     return CreditsResult(transaction=ledger_row, balance=after, invoice=invoice)
 
 
@@ -155,10 +165,18 @@ def credits_consume(
         debited = debit_personal_balance(user_id=user.pk, cost=cost, service=service, units=units, **ledger_fields)
         if debited is None:
             raise _shortfall(cost, selectors.personal_balance(user.pk))
-        ledger_row, after = debited
+        ledger_row, after, threshold = debited
+        alerts.balance_moved(
+            user_id=user.pk,
+            before=after + cost,
+            after=after,
+            threshold=threshold,
+            transaction_id=ledger_row.id,
+            amount=-cost,
+        )
         return CreditsResult(transaction=ledger_row, balance=after)
 
-    before, after = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
+    before, after, pool = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
     ledger_row = write_ledger(
         user_id=user.pk,
         org_id=org_id,
@@ -171,10 +189,23 @@ def credits_consume(
     rollups.usage_recorded(
         user_id=user.pk, org_id=org_id, day=ledger_row.created_at.date(), service=service, credits=cost, units=units
     )
+    pool_after, low_pool_threshold, low_allocation_threshold = pool
+    alerts.org_usage_moved(
+        user_id=user.pk,
+        org_id=org_id,
+        cost=cost,
+        allocation_after=after,
+        pool_after=pool_after,
+        low_allocation_threshold=low_allocation_threshold,
+        low_pool_threshold=low_pool_threshold,
+        transaction_id=ledger_row.id,
+    )
     return CreditsResult(transaction=ledger_row, balance=after)
 
 
-def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[Decimal, Decimal]:
+def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[Decimal, Decimal, tuple]:
+    """Draw ``cost`` from the member's allocation, then its pool: (before, after, pool) where pool is
+    (the pool's unused credits after, low_pool_threshold, low_allocation_threshold) for billing.alerts."""
     if membership_role(user_id=user_id, org_id=org_id) is None:
         raise OrgNotFound(details={"org_id": org_id})
     allocation_table, pool_table = CreditAllocation._meta.db_table, CreditPool._meta.db_table
@@ -193,11 +224,13 @@ def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[
         pool_id, remaining_after = row
         cursor.execute(
             f"UPDATE {pool_table} SET used_credits = {credits_sql(f'used_credits + {CREDITS_PARAM}')}, "  # noqa: S608
-            "updated_at = %s WHERE id = %s",
+            "updated_at = %s WHERE id = %s "
+            "RETURNING total_credits - used_credits, low_pool_threshold, low_allocation_threshold",
             [cost, timezone.now(), pool_id],
         )
+        pool_after, low_pool_threshold, low_allocation_threshold = cursor.fetchone()
     after = credits_from_db(remaining_after)
-    return after + cost, after
+    return after + cost, after, (credits_from_db(pool_after), low_pool_threshold, low_allocation_threshold)
 
 
 def _shortfall(cost: Decimal, available: Decimal, org_id: int | None = None) -> InsufficientCredits:
@@ -221,7 +254,7 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
     moved = _apply_to_account(user_id=user.pk, delta=amount)
     if moved is None:
         raise _shortfall(-amount, selectors.personal_balance(user.pk))
-    before, after = moved
+    before, after, threshold = moved
     ledger_row = write_ledger(
         user_id=user.pk,
         transaction_type=CreditTransaction.Type.ADJUSTMENT,
@@ -232,6 +265,24 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
         metadata={"actor_id": actor.pk, "actor": actor.get_username(), "reason": reason.strip()},
     )
     rollups.credits_flowed(day=ledger_row.created_at.date(), shard_key=user.pk, granted=amount)
+    if amount > 0:
+        alerts.credits_added(
+            kind=EventType.CREDITS_GRANTED,
+            user_id=user.pk,
+            amount=amount,
+            after=after,
+            transaction_id=ledger_row.id,
+            reason=reason.strip(),
+        )
+    else:
+        alerts.balance_moved(
+            user_id=user.pk,
+            before=before,
+            after=after,
+            threshold=threshold,
+            transaction_id=ledger_row.id,
+            amount=amount,
+        )
     return CreditsResult(transaction=ledger_row, balance=after)
 
 

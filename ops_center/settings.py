@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "ops_center",
     "orgs",
+    "webhooks",
     "billing",
     "analytics",
 ]
@@ -288,6 +289,17 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # /metrics (ops_center/metrics.py): with a token, scrapers send "Authorization: Bearer <token>";
 # without one it is served only when DEBUG=1 and is a 404 in production.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# Webhooks (webhooks/, README "Webhooks"). Private targets: http:// and loopback, private,
+# link-local and metadata addresses, refused at registration and delivery unless on; on by
+# default only with DEBUG=1 (make run sets it; tests set it in settings_test.py).
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
+# Seconds between attempts, comma-separated; empty for the default (about 3 days, webhooks/conf.py).
+WEBHOOK_RETRY_SCHEDULE = env.str("WEBHOOK_RETRY_SCHEDULE", default="") or None
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.float("WEBHOOK_DISABLE_AFTER_SECONDS", default=5 * 24 * 3600)
+WEBHOOK_SECRET_OVERLAP_SECONDS = env.float("WEBHOOK_SECRET_OVERLAP_SECONDS", default=24 * 3600)
+WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=20)
 
 LOGGING = {
     "version": 1,

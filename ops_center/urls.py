@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("billing.api.urls")),
     path("", include("billing.api.org_urls")),
     path("", include("analytics.api.urls")),
+    path("", include("webhooks.api.urls")),
 ]
 
 urlpatterns = [

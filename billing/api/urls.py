@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing.api import views
+from billing.api import alert_views, views
 
 urlpatterns = [
     path("credits/balance", views.BalanceView.as_view(), name="credits-balance"),
@@ -9,4 +9,5 @@ urlpatterns = [
     path("credits/packages", views.PackagesView.as_view(), name="credits-packages"),
     path("credits/purchases", views.PurchaseView.as_view(), name="credits-purchases"),
     path("credits/usage", views.UsageView.as_view(), name="credits-usage"),
+    path("credits/alerts", alert_views.AccountAlertsView.as_view(), name="credits-alerts"),
 ]

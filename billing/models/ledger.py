@@ -20,11 +20,19 @@ class CreditAccount(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_account")
     balance = credit_field()
+    # credits.balance_low fires when a debit takes the balance from above this to at or below it;
+    # NULL (the default) turns it off. The debit reads it in its own UPDATE ... RETURNING, so
+    # an account without one pays no extra query (billing/alerts.py).
+    low_balance_threshold = credit_field(default=None, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="credit_account_balance_non_negative"),
+            models.CheckConstraint(
+                condition=Q(low_balance_threshold__isnull=True) | Q(low_balance_threshold__gte=0),
+                name="credit_account_low_threshold_non_negative",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -26,11 +26,22 @@ class CreditPool(models.Model):
         db_persist=True,
     )
     next_refresh_date = models.DateTimeField(null=True, blank=True)
+    # Webhook alerts, set by the org's admins; NULL turns each off. credit_pool.low fires when
+    # usage takes the pool's unused credits (total - used) from above low_pool_threshold to at or
+    # below it; allocation.low when it does so to a member's remaining allocation. Read by the
+    # usage's own pool UPDATE ... RETURNING (billing/alerts.py).
+    low_pool_threshold = credit_field(default=None, null=True, blank=True)
+    low_allocation_threshold = credit_field(default=None, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "credit_pools"
         constraints = [
+            models.CheckConstraint(
+                condition=(Q(low_pool_threshold__isnull=True) | Q(low_pool_threshold__gte=0))
+                & (Q(low_allocation_threshold__isnull=True) | Q(low_allocation_threshold__gte=0)),
+                name="credit_pool_alert_thresholds_non_negative",
+            ),
             models.CheckConstraint(condition=Q(used_credits__gte=0), name="credit_pool_used_non_negative"),
             models.CheckConstraint(
                 condition=Q(used_credits__lte=F("allocated_credits")), name="credit_pool_used_within_allocated"

@@ -1,0 +1,139 @@
+"""Low-credit alerts and the other billing webhooks, emitted in the transaction of the change.
+
+A crossing is judged from the before/after values that the change's own
+conditional UPDATE returned. Writers of one balance serialize on its row, so
+each debit's before/after pair is exact and consecutive: of any number of
+concurrent debits, exactly one takes a balance from above a threshold to at or
+below it, and that one emits the alert, once. A debit that does not cross
+emits nothing and costs nothing: the threshold comes back in the same
+RETURNING row as the new balance.
+
+Thresholds: ``CreditAccount.low_balance_threshold`` (``PUT /credits/alerts``),
+``CreditPool.low_pool_threshold`` and ``low_allocation_threshold``
+(``PUT /org-billing/organizations/{id}/credit-pool/alerts``). NULL is off.
+``*.depleted`` fires when a balance reaches 0, with or without a threshold.
+"""
+
+from decimal import Decimal
+
+from django.db import transaction
+
+from billing.errors import PoolNotFound
+from billing.models import CreditAccount, CreditPool
+from billing.money import ZERO_CREDITS, to_credits
+from webhooks.models import EventType
+from webhooks.outbox import event_emit
+
+
+def crossed(*, before: Decimal, after: Decimal, threshold: Decimal | None) -> bool:
+    """A downward crossing: from above the threshold to at or below it."""
+    return threshold is not None and before > threshold >= after
+
+
+def depleted(*, before: Decimal, after: Decimal) -> bool:
+    return before > ZERO_CREDITS and after <= ZERO_CREDITS
+
+
+def balance_moved(
+    *, user_id: int, before: Decimal, after: Decimal, threshold, transaction_id: int, amount: Decimal
+) -> None:
+    """After a personal debit: credits.balance_low and credits.depleted, each only on its crossing."""
+    if after >= before:
+        return
+    threshold = None if threshold is None else to_credits(str(threshold))
+    common = {"amount": amount, "balance_before": before, "balance_after": after, "threshold": threshold}
+    common["transaction_id"] = transaction_id
+    if crossed(before=before, after=after, threshold=threshold):
+        event_emit(type=EventType.CREDITS_BALANCE_LOW, user_id=user_id, data=common)
+    if depleted(before=before, after=after):
+        event_emit(type=EventType.CREDITS_DEPLETED, user_id=user_id, data=common)
+
+
+def org_usage_moved(
+    *,
+    user_id: int,
+    org_id: int,
+    cost: Decimal,
+    allocation_after: Decimal,
+    pool_after: Decimal,
+    low_allocation_threshold,
+    low_pool_threshold,
+    transaction_id: int,
+) -> None:
+    """After org usage: allocation.low/.depleted (the member's allocation), credit_pool.low/.depleted
+    (the pool's unused credits, total - used)."""
+    allocation_threshold = None if low_allocation_threshold is None else to_credits(str(low_allocation_threshold))
+    pool_threshold = None if low_pool_threshold is None else to_credits(str(low_pool_threshold))
+    amount = -cost
+    allocation = {
+        "amount": amount,
+        "balance_before": allocation_after + cost,
+        "balance_after": allocation_after,
+        "threshold": allocation_threshold,
+        "transaction_id": transaction_id,
+    }
+    if crossed(before=allocation_after + cost, after=allocation_after, threshold=allocation_threshold):
+        event_emit(type=EventType.ALLOCATION_LOW, user_id=user_id, org_id=org_id, data=allocation)
+    if depleted(before=allocation_after + cost, after=allocation_after):
+        event_emit(type=EventType.ALLOCATION_DEPLETED, user_id=user_id, org_id=org_id, data=allocation)
+    pool = {
+        "amount": amount,
+        "balance_before": pool_after + cost,
+        "balance_after": pool_after,
+        "threshold": pool_threshold,
+        "member_user_id": user_id,
+        "transaction_id": transaction_id,
+    }
+    if crossed(before=pool_after + cost, after=pool_after, threshold=pool_threshold):
+        event_emit(type=EventType.CREDIT_POOL_LOW, org_id=org_id, data=pool)
+    if depleted(before=pool_after + cost, after=pool_after):
+        event_emit(type=EventType.CREDIT_POOL_DEPLETED, org_id=org_id, data=pool)
+
+
+def credits_added(*, kind: str, user_id: int, amount: Decimal, after: Decimal, transaction_id: int, **extra) -> None:
+    """credits.purchased or credits.granted."""
+    data = {"amount": amount, "balance_after": after, "transaction_id": transaction_id, **extra}
+    event_emit(type=kind, user_id=user_id, data=data)
+
+
+def emit(type: str, *, org_id: int | None = None, user_id: int | None = None, **data) -> None:
+    """Any other billing event (subscriptions, pool refreshes)."""
+    event_emit(type=type, user_id=user_id, org_id=org_id, data=data)
+
+
+# -- Thresholds ---------------------------------------------------------------
+
+
+def account_alerts(user_id: int) -> dict:
+    threshold = CreditAccount.objects.filter(user_id=user_id).values_list("low_balance_threshold", flat=True).first()
+    return {"low_balance_threshold": None if threshold is None else to_credits(str(threshold))}
+
+
+@transaction.atomic
+def account_alerts_set(*, user_id: int, low_balance_threshold: Decimal | None) -> dict:
+    """Set (or, with None, turn off) the personal low-balance threshold; creates the account if need be."""
+    threshold = None if low_balance_threshold is None else to_credits(low_balance_threshold)
+    CreditAccount.objects.bulk_create([CreditAccount(user_id=user_id)], ignore_conflicts=True)
+    CreditAccount.objects.filter(user_id=user_id).update(low_balance_threshold=threshold)
+    return {"low_balance_threshold": threshold}
+
+
+def pool_alerts(org_id: int) -> dict:
+    row = CreditPool.objects.filter(org_id=org_id).values("low_pool_threshold", "low_allocation_threshold").first()
+    if row is None:
+        raise PoolNotFound(details={"org_id": org_id})
+    return {key: None if value is None else to_credits(str(value)) for key, value in row.items()}
+
+
+@transaction.atomic
+def pool_alerts_set(
+    *, org_id: int, low_pool_threshold: Decimal | None, low_allocation_threshold: Decimal | None
+) -> dict:
+    """Set the org's pool and allocation thresholds (None turns one off)."""
+    values = {
+        "low_pool_threshold": None if low_pool_threshold is None else to_credits(low_pool_threshold),
+        "low_allocation_threshold": None if low_allocation_threshold is None else to_credits(low_allocation_threshold),
+    }
+    if not CreditPool.objects.filter(org_id=org_id).update(**values):
+        raise PoolNotFound(details={"org_id": org_id})
+    return values
