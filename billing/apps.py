@@ -7,3 +7,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing import signals  # noqa: F401 - connects the receivers
+        from billing.selectors import credits, orgs
+
+        credits.register_cached_views()
+        orgs.register_cached_views()

@@ -33,7 +33,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -412,19 +413,42 @@ def delete_pattern(pattern: str) -> int:
     return deleted
 
 
+@dataclass(frozen=True)
+class CachedView:
+    """One cached view of a user's or an org's data: its key and how to recompute it from the database."""
+
+    key: Callable[[int], tuple]
+    compute: Callable[[int], Any]
+
+
+# Registered by the apps that own the views (billing's AppConfig.ready), so this module names none of them.
+_cached_views: dict[str, list[CachedView]] = {"user": [], "org": []}
+
+
+def register_view(subject: str, *, key: Callable[[int], tuple], compute: Callable[[int], Any]) -> None:
+    """Declare a cached view of one user's (``subject="user"``) or one org's data.
+
+    Every write to that user or org evicts it after commit; where it was cached,
+    the writer puts the recomputed value back (``refill``), so the next read hits.
+    """
+    views = _cached_views[subject]
+    if all(view.key != key for view in views):
+        views.append(CachedView(key=key, compute=compute))
+
+
+def warm(subject: str, subject_id: int) -> None:
+    """Recompute and store every registered view of one user or org."""
+    _store_many({make_key(*view.key(subject_id)): view.compute(subject_id) for view in _cached_views[subject]})
+
+
 def user_keys(user_id: int) -> list[str]:
     """Every key that holds one user's credit data."""
-    return [make_key("credit_balance", user_part(user_id), view) for view in USER_VIEWS]
+    return [make_key(*view.key(user_id)) for view in _cached_views["user"]]
 
 
 def org_keys(org_id: int) -> list[str]:
     """Every key that holds one org's billing data."""
-    return [make_key(namespace, org_part(org_id), view) for namespace, view in ORG_VIEWS]
-
-
-# The cached views of a user's and an org's data; invalidation deletes them all at once.
-USER_VIEWS = ("balance", "usage_summary_30d", "transactions_first_page")
-ORG_VIEWS = (("subscription", "current"), ("org_data", "credit_pool"), ("org_data", "members_usage_30d"))
+    return [make_key(*view.key(org_id)) for view in _cached_views["org"]]
 
 
 def invalidate_user_cache(user_id: int) -> None:
@@ -433,6 +457,75 @@ def invalidate_user_cache(user_id: int) -> None:
 
 def invalidate_org_cache(org_id: int) -> None:
     delete_keys(org_keys(org_id))
+
+
+def _refillers(*, user_ids: Iterable[int], org_ids: Iterable[int]) -> dict[str, Callable[[], Any]]:
+    """Each registered view's key, with the call that recomputes it."""
+    found = {}
+    for subject, ids in (("user", user_ids), ("org", org_ids)):
+        for subject_id in ids:
+            for view in _cached_views[subject]:
+                found[make_key(*view.key(subject_id))] = functools.partial(view.compute, subject_id)
+    return found
+
+
+def _delete_reporting_present(keys: list[str]) -> list[str] | None:
+    """Delete ``keys`` in one round trip; returns those that were cached, or None when Redis failed."""
+    client = getattr(django_cache, "client", None)
+    if client is None:  # the in-process quick-start cache
+        return [key for key in keys if django_cache.delete(key)]
+
+    def delete() -> list[str]:
+        pipeline = client.get_client(write=True).pipeline(transaction=False)
+        for key in keys:
+            pipeline.delete(client.make_key(key))
+        return [key for key, deleted in zip(keys, pipeline.execute(), strict=True) if deleted]
+
+    return breaker.call(delete, fallback=None)
+
+
+def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]], *, recorded: bool = False) -> None:
+    """Evict ``keys`` now; then recompute, from the primary, those of them that were cached and can be refilled.
+
+    Refilling keeps a view that is being read a hit after each write to it, and
+    costs nothing for views nobody reads (a metering client's debits). A failed
+    eviction goes to the durable backlog and nothing is refilled; a failed
+    recomputation leaves the key evicted, which is always correct.
+    """
+    if not keys:
+        return
+    present = _delete_reporting_present(keys)
+    for key in keys:
+        stats.record(_namespace_of(key), "deletes")
+    if present is None:
+        if not recorded and _shared():
+            backlog.record(keys)
+        return
+    wanted = [key for key in present if key in refillers]
+    if not wanted:
+        return
+    from ops_center import replicas  # imports this module
+
+    try:
+        with replicas.primary_only():
+            fresh = {key: refillers[key]() for key in wanted}
+    except Exception as exc:
+        logger.warning("could not refill %d cache keys after a write (%s)", len(wanted), type(exc).__name__)
+        return
+    _store_many(fresh)
+
+
+def _store_many(values: Mapping[str, Any]) -> None:
+    """Store several values, each under its namespace's TTL, in one round trip per distinct TTL."""
+    now = time.time()
+    by_timeout: dict[int, dict[str, tuple]] = {}
+    for key, value in values.items():
+        ttl = ttl_for(_namespace_of(key))
+        by_timeout.setdefault(ttl + STALE_GRACE_SECONDS, {})[key] = (now + ttl, value)
+    for timeout, group in by_timeout.items():
+        breaker.call(lambda group=group, timeout=timeout: django_cache.set_many(group, timeout), fallback=None)
+    for key in values:
+        stats.record(_namespace_of(key), "sets")
 
 
 def invalidate_on_commit(
@@ -446,17 +539,43 @@ def invalidate_on_commit(
     evict them again within two rounds, even if the process dies before its own
     eviction or a concurrent reader re-cached the old value in between.
     """
-    doomed = [*keys]
-    for user_id in user_ids:
-        doomed.extend(user_keys(user_id))
-    for org_id in org_ids:
-        doomed.extend(org_keys(org_id))
+    refillers = _refillers(user_ids=user_ids, org_ids=org_ids)
+    doomed = [*keys, *refillers]
     if not doomed:
         return
     recorded = durable and _shared()
     if recorded:
         backlog.record_in_transaction(doomed)
-    transaction.on_commit(lambda: delete_keys(doomed, recorded=recorded))
+    # One eviction (and refill) per key per commit, however many rows of the transaction asked for it.
+    pending = _pending_evictions()
+    for key in doomed:
+        pending["recorded" if recorded else "unrecorded"][key] = None
+    pending["refillers"].update(refillers)
+    transaction.on_commit(_evict_pending)
+
+
+_pending = threading.local()
+
+
+def _pending_evictions() -> dict:
+    if getattr(_pending, "evictions", None) is None:
+        _pending.evictions = {"recorded": {}, "unrecorded": {}, "refillers": {}}
+    return _pending.evictions
+
+
+def _evict_pending() -> None:
+    """Every callback of one commit runs this; the first takes the whole batch, the others find it empty.
+
+    A rolled-back transaction's keys stay pending until the thread's next
+    commit, which evicts them once more than needed: harmless.
+    """
+    pending, _pending.evictions = getattr(_pending, "evictions", None), None
+    if pending is None:
+        return
+    recorded = [key for key in pending["recorded"]]
+    unrecorded = [key for key in pending["unrecorded"] if key not in pending["recorded"]]
+    evict_and_refill(recorded, pending["refillers"], recorded=True)
+    evict_and_refill(unrecorded, pending["refillers"])
 
 
 def health_check() -> dict:

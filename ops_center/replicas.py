@@ -227,10 +227,23 @@ def reset() -> None:
         found.reset()
 
 
+_primary_only: contextvars.ContextVar[bool] = contextvars.ContextVar("replica_reads_off", default=False)
+
+
+@contextlib.contextmanager
+def primary_only():
+    """Routed reads inside go to the primary: a value computed right after a write (a cache refill) must include it."""
+    token = _primary_only.set(True)
+    try:
+        yield
+    finally:
+        _primary_only.reset(token)
+
+
 def read(query: Callable[[], T], *, user_id: int | None = None, org_id: int | None = None) -> T:
     """Run ``query`` on a replica that is up, not lagging and has the principal's own writes; else the primary."""
     aliases = configured()
-    if not aliases:
+    if not aliases or _primary_only.get():
         return query()
     alias, reason = choose(aliases, user_id=user_id, org_id=org_id)
     if alias == PRIMARY:

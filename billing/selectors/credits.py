@@ -190,8 +190,17 @@ def most_active_user_ids(*, limit: int, days: int = 7) -> list[int]:
     )
 
 
+def _default_usage_summary_from_db(user_id: int) -> dict:
+    return _usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS)
+
+
+def register_cached_views() -> None:
+    """The cached views of a user's credit data: every write to the user evicts them, and refills those in use."""
+    cache.register_view("user", key=balance_key, compute=_balance_from_db)
+    cache.register_view("user", key=usage_summary_key, compute=_default_usage_summary_from_db)
+    cache.register_view("user", key=first_page_key, compute=_first_page_from_db)
+
+
 def warm_user(user_id: int) -> None:
     """Recompute and store every cached view of one user's credit data."""
-    cache.set(*balance_key(user_id), value=_balance_from_db(user_id))
-    cache.set(*usage_summary_key(user_id), value=_usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS))
-    cache.set(*first_page_key(user_id), value=_first_page_from_db(user_id))
+    cache.warm("user", user_id)

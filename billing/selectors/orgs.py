@@ -256,9 +256,17 @@ def live_subscription_org_ids() -> list[int]:
     )
 
 
+def _default_members_usage_from_db(org_id: int) -> dict:
+    return _members_usage_from_db(org_id, DEFAULT_USAGE_DAYS, "-usage", DEFAULT_LIMIT, None)
+
+
+def register_cached_views() -> None:
+    """The cached views of an org's billing: every write to the org evicts them, and refills those in use."""
+    cache.register_view("org", key=subscription_key, compute=_subscription_from_db)
+    cache.register_view("org", key=credit_pool_key, compute=_pool_from_db)
+    cache.register_view("org", key=members_usage_key, compute=_default_members_usage_from_db)
+
+
 def warm_org(org_id: int) -> None:
     """Recompute and store the cached views of one org."""
-    cache.set(*subscription_key(org_id), value=_subscription_from_db(org_id))
-    cache.set(*credit_pool_key(org_id), value=_pool_from_db(org_id))
-    members_usage = _members_usage_from_db(org_id, DEFAULT_USAGE_DAYS, "-usage", DEFAULT_LIMIT, None)
-    cache.set(*members_usage_key(org_id), value=members_usage)
+    cache.warm("org", org_id)

@@ -17,6 +17,7 @@ from billing.cycles import due_pools, due_subscriptions, lock_batch, next_period
 from billing.errors import PaymentDeclined
 from billing.models import CreditFlowDaily, CreditPool, CreditTransaction, Invoice, RevenueDaily, Subscription
 from billing.payments import Charge
+from billing.selectors import orgs as org_selectors
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
 from ops_center import cache
 from ops_center.tests.threads import run_in_threads
@@ -359,7 +360,7 @@ def test_two_runs_at_once_process_each_row_once(command, charges):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("scenario", ["renewal", "cancel", "decline", "pool refresh"])
-def test_the_orgs_cached_views_are_evicted_after_the_job_commits(plan, settings, scenario):
+def test_the_orgs_cached_views_are_refreshed_after_the_job_commits(plan, settings, scenario):
     if scenario == "decline":
         settings.PAYMENT_GATEWAY = DECLINING
     if scenario == "pool refresh":
@@ -372,7 +373,10 @@ def test_the_orgs_cached_views_are_evicted_after_the_job_commits(plan, settings,
 
     run("refresh_credit_pools" if scenario == "pool refresh" else "process_billing_cycles")
 
-    assert (cache.get("org_data", org, "credit_pool"), cache.get("subscription", org, "current")) == (None, None)
+    # Evicted, and put back recomputed: they were cached, so they are being read.
+    assert cache.get("org_data", org, "credit_pool") == org_selectors._pool_from_db(subscription.org_id)
+    assert cache.get("subscription", org, "current") == org_selectors._subscription_from_db(subscription.org_id)
+    assert "stale" not in (cache.get("org_data", org, "credit_pool"), cache.get("subscription", org, "current"))
 
 
 @pytest.fixture

@@ -1,11 +1,14 @@
-"""Read-your-writes through the cache: every write evicts what it changes, after commit only."""
+"""Read-your-writes through the cache: every write evicts what it changes after commit, and refills what was cached."""
 
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache as django_cache
 from django.core.management import call_command
 from django.db import transaction
 
+from billing.models import CreditAccount
+from billing.selectors.credits import balance_key
 from billing.services import credits_adjust, credits_consume, credits_purchase
 from ops_center import cache
 from orgs.tests.factories import UserFactory
@@ -45,11 +48,34 @@ def test_each_write_is_visible_on_the_next_read(user_api, user, write):
     WRITES[write](user)
 
     after = read_all(user_api)
-    assert {name: response["X-Cache"] for name, response in after.items()} == dict.fromkeys(VIEWS, "MISS")
+    # The writer evicted the views and put back their new values (they were cached, so they are read).
+    assert {name: response["X-Cache"] for name, response in after.items()} == dict.fromkeys(VIEWS, "HIT")
     assert after["balance"].json() != before["balance"]
+    assert after["balance"].json()["balance"] == str(CreditAccount.objects.get(user=user).balance)
     assert after["first_page"].json()["results"][0]["id"] > before["first_page"]["results"][0]["id"]
     if write == "usage":
         assert after["summary"].json()["total_credits"] == "2.0000"
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_a_write_refills_nothing_that_was_not_cached(user, write):
+    """A metering client that never reads pays for no recomputation."""
+    credits_purchase(user=user, credits=Decimal("10"))
+
+    WRITES[write](user)
+
+    assert django_cache.get_many(cache.user_keys(user.pk)) == {}
+
+
+def test_a_write_refills_only_the_views_that_were_cached(user_api, user):
+    credits_purchase(user=user, credits=Decimal("10"))
+    user_api.get(VIEWS["balance"])
+
+    credits_purchase(user=user, credits=Decimal("5"))
+
+    balance = cache.make_key(*balance_key(user.pk))
+    assert django_cache.get(balance)[1]["balance"] == Decimal("15.0000")
+    assert django_cache.get_many([key for key in cache.user_keys(user.pk) if key != balance]) == {}
 
 
 def test_a_rolled_back_write_evicts_nothing(user_api, user):

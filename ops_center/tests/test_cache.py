@@ -112,17 +112,17 @@ def test_pattern_deletion_uses_scan_and_only_touches_matching_keys():
 
 
 def test_user_and_org_invalidation_delete_every_view_of_them():
-    for view in cache.USER_VIEWS:
-        cache.set("credit_balance", cache.user_part(7), view, value=view)
+    user_keys, org_keys = cache.user_keys(7), cache.org_keys(5)
+    assert len(user_keys) == 3
+    assert len(org_keys) == 3
+    for key in [*user_keys, *org_keys]:
+        django_cache.set(key, (0.0, key))
     cache.set("credit_balance", cache.user_part(8), "balance", value="other user")
-    for namespace, view in cache.ORG_VIEWS:
-        cache.set(namespace, cache.org_part(5), view, value=view)
 
     cache.invalidate_user_cache(7)
     cache.invalidate_org_cache(5)
 
-    assert all(cache.get("credit_balance", cache.user_part(7), view) is None for view in cache.USER_VIEWS)
-    assert all(cache.get(namespace, cache.org_part(5), view) is None for namespace, view in cache.ORG_VIEWS)
+    assert django_cache.get_many([*user_keys, *org_keys]) == {}
     assert cache.get("credit_balance", cache.user_part(8), "balance") == "other user"
 
 

@@ -147,7 +147,7 @@ def test_an_eviction_skipped_by_an_open_breaker_is_recorded_without_touching_red
     attempts = cache.breaker.attempts_while_failing
     cache.invalidate_user_cache(9)
 
-    assert PendingEviction.objects.count() == len(cache.USER_VIEWS)
+    assert PendingEviction.objects.count() == len(cache.user_keys(9))
     assert cache.breaker.attempts_while_failing == attempts
 
 
