@@ -140,7 +140,16 @@ class CreditPoolAdmin(FixedParentsAdmin):
     list_select_related = ("org",)
     search_fields = ("org__name", "=org__slug")
     autocomplete_fields = ("org",)
-    readonly_fields = ("total_credits", "allocated_credits", "used_credits", "available_credits", "updated_at")
+    # The alert thresholds belong to the org's admins (PUT .../credit-pool/alerts); shown, not edited here.
+    readonly_fields = (
+        "total_credits",
+        "allocated_credits",
+        "used_credits",
+        "available_credits",
+        "low_pool_threshold",
+        "low_allocation_threshold",
+        "updated_at",
+    )
     fixed_after_add = ("org",)
     date_hierarchy = "next_refresh_date"
 
