@@ -1,0 +1,110 @@
+"""CPU per request split by tier: the app (gunicorn), PostgreSQL and Redis, over one load run.
+
+    python scripts/cpu_split.py --app-port 8000 --redis-port 6379 --database ops_center -- \\
+        loadtests/run_load_tests.sh --tool k6 --shape constant --rate 250 --duration 30 --results results/split
+
+Samples /proc (utime + stime) before and after COMMAND runs, for:
+
+* the app: the gunicorn master listening on --app-port and its workers
+  (ops_center.benchmark.server_cpu, the figure the load runner prints too);
+* PostgreSQL: the backends connected to --database (from pg_stat_activity, so
+  other databases of a shared server are left out; its WAL writer,
+  checkpointer and background writer are not counted and are shared anyway);
+* Redis: the redis-server listening on --redis-port, whole (give it a Redis of
+  its own: another tenant's commands would be counted).
+
+The requests are read from the run's k6 summary (--summary, default
+RESULTS/k6_summary.json of the command's --results), or from debit_load's
+--output (every run's debits), or given with --requests.
+Prints ms of CPU per request for each tier and their sum, as JSON too (--output).
+Run it on the machine that serves all three; it reads /proc, so Linux only.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ops_center.benchmark import server_cpu  # noqa: E402
+
+
+def backend_pids(dsn: str, database: str) -> set[int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def cpu_of(pids: set[int]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = server_cpu.process_cpu_s(pid)
+        except (OSError, ValueError, IndexError, TypeError):
+            continue
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--app-port", type=int, required=True)
+    parser.add_argument("--redis-port", type=int, required=True)
+    parser.add_argument("--database", required=True, help="the app's database name on the PostgreSQL server")
+    parser.add_argument("--dsn", default="postgres://postgres@127.0.0.1:5432/postgres", help="to read pg_stat_activity")
+    parser.add_argument("--summary", type=Path, help="the run's k6_summary.json (default: RESULTS/k6_summary.json)")
+    parser.add_argument("--requests", type=int, help="requests served, when the command writes no k6 summary")
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the load command after --")
+
+    app_root = server_cpu.find_listener(args.app_port)
+    redis_root = server_cpu.find_listener(args.redis_port)
+    if app_root is None or redis_root is None:
+        parser.error(f"nothing listens on {'--app-port' if app_root is None else '--redis-port'}")
+    app_before, redis_before = server_cpu.sample(app_root), server_cpu.sample(redis_root)
+    pg_before = cpu_of(backend_pids(args.dsn, args.database))
+
+    done = subprocess.run(command, cwd=ROOT, check=False)
+
+    app_after, redis_after = server_cpu.sample(app_root), server_cpu.sample(redis_root)
+    pg_after = cpu_of(backend_pids(args.dsn, args.database) | set(pg_before))
+    # A backend that started during the run counts from zero; one that ended is lost (rare with
+    # persistent connections: run the app with CONN_MAX_AGE longer than the run).
+    pg_cpu = sum(after - pg_before.get(pid, 0.0) for pid, after in pg_after.items())
+
+    requests = args.requests
+    if requests is None:
+        summary = args.summary
+        if summary is None and "--results" in command:
+            summary = ROOT / command[command.index("--results") + 1] / "k6_summary.json"
+        if summary is None and "--output" in command:  # python -m ops_center.benchmark.debit_load --output
+            summary = ROOT / command[command.index("--output") + 1]
+        data = json.loads(Path(summary).read_text())
+        # A k6 summary has "requests"; debit_load's output has runs by server and shape.
+        requests = data.get("requests") or sum(run["requests"] for runs in data["runs"].values() for run in runs)
+    tiers = {
+        "app": app_after.cpu_s - app_before.cpu_s,
+        "postgresql": pg_cpu,
+        "redis": redis_after.cpu_s - redis_before.cpu_s,
+    }
+    figures = {tier: round(1000 * cpu / requests, 3) for tier, cpu in tiers.items()}
+    figures["total"] = round(sum(figures.values()), 3)
+    result = {"requests": requests, "cpu_ms_per_request": figures, "command_status": done.returncode}
+    print(json.dumps(result))
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
