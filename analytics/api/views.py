@@ -12,7 +12,7 @@ from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import error_responses
 
 
-def _for_staff(principal, _kwargs, values):
+def _for_staff(principal, _kwargs, _query, values):
     return values[0] if principal["is_staff"] else None
 
 

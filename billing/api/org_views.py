@@ -24,7 +24,7 @@ ORG_READ_ERRORS = error_responses(400, 401, 403, 404, 503)
 def org_fast_read(permission, payload_key, render=lambda payload: payload, query=None) -> FastRead:
     """A cached org read: the caller's cached role decides, as ``permission`` would; a missing payload is a 404."""
 
-    def answer(principal, kwargs, values):
+    def answer(principal, _kwargs, _query, values):
         role, payload = values
         if payload is None or not permission.allows_read(role=role, is_staff=principal["is_staff"]):
             return None

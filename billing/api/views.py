@@ -7,8 +7,8 @@ from rest_framework.views import APIView
 from billing import selectors, services
 from billing.api import serializers as io
 from billing.models import CreditPackage
-from billing.selectors.credits import balance_key, first_page_key, usage_summary_key
-from ops_center.api.fast_reads import FastRead, FastReadMixin, exactly
+from billing.selectors.credits import balance_key, cached_page_after, history_pages_key, usage_summary_key
+from ops_center.api.fast_reads import FastRead, FastReadMixin, any_text, exactly
 from ops_center.api.idempotency import run_idempotent
 from ops_center.api.pagination import DEFAULT_LIMIT
 from ops_center.api.responses import with_cache_header
@@ -31,8 +31,13 @@ def transaction_out(row) -> dict:
     }
 
 
-def _cached_value(_principal, _kwargs, values):
+def _cached_value(_principal, _kwargs, _query, values):
     return values[0]
+
+
+def _history_page(_principal, _kwargs, query, values):
+    pages = values[0]
+    return pages[0] if "cursor" not in query else cached_page_after(pages, query["cursor"])
 
 
 class BalanceView(FastReadMixin, APIView):
@@ -70,9 +75,9 @@ class UsageSummaryView(FastReadMixin, APIView):
 
 class TransactionsView(FastReadMixin, APIView):
     fast_read = FastRead(
-        keys=lambda user_id, _kwargs, _query: [first_page_key(user_id)],
-        answer=_cached_value,
-        query={"limit": exactly(str(DEFAULT_LIMIT))},
+        keys=lambda user_id, _kwargs, _query: [history_pages_key(user_id)],
+        answer=_history_page,
+        query={"limit": exactly(str(DEFAULT_LIMIT)), "cursor": any_text},
     )
 
     @extend_schema(

@@ -12,8 +12,10 @@ import pytest
 from django.core.cache import cache as django_cache
 from django_redis import get_redis_connection
 
+from billing.models import CreditTransaction
+from billing.selectors.credits import CACHED_PAGES
 from billing.services import credits_purchase
-from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
+from billing.tests.factories import CreditPoolFactory, CreditTransactionFactory, PlanFactory, SubscriptionFactory
 from conftest import SchemaCheckedClient
 from ops_center import cache
 from ops_center.api import fast_reads
@@ -228,3 +230,67 @@ def test_hits_served_here_are_counted_in_the_cache_stats():
     assert "mget" in calls
     assert after["credit_balance"]["hits"] == before["credit_balance"]["hits"] + 1
     assert after["user_tier"]["hits"] == before["user_tier"]["hits"] + 1
+
+
+def history(client, *, pages: int) -> list[tuple[list[int], str]]:
+    """Page through /credits/transactions from the first page: (row ids, X-Cache) of each page."""
+    seen, path = [], "/api/v1/credits/transactions?limit=20"
+    for _ in range(pages):
+        response = client.get(path)
+        assert response.status_code == 200
+        body = response.json()
+        seen.append(([row["id"] for row in body["results"]], response["X-Cache"]))
+        if body["next_cursor"] is None:
+            break
+        path = f"/api/v1/credits/transactions?cursor={body['next_cursor']}"
+    return seen
+
+
+@pytest.mark.parametrize("rows", [0, 19, 20, 45, 60, 75])
+def test_the_first_pages_of_history_are_cached_together_and_match_the_ledger(rows, django_assert_num_queries):
+    user = UserFactory()
+    for _ in range(rows):
+        CreditTransactionFactory(user=user)
+    newest_first = list(
+        CreditTransaction.objects.filter(user=user).order_by("-created_at", "-id").values_list("id", flat=True)
+    )
+    client = client_for(user)
+    client.get("/api/v1/credits/balance")  # the key's owner is known: every page may take the fast path
+
+    cold = history(client, pages=5)
+    with django_assert_num_queries(0):
+        warm = history(client, pages=CACHED_PAGES)
+
+    assert [row_id for ids, _ in cold for row_id in ids] == newest_first
+    assert [ids for ids, _ in warm] == [ids for ids, _ in cold[:CACHED_PAGES]]
+    assert [hit for _, hit in warm] == ["HIT"] * len(warm)
+    assert [hit for _, hit in cold[1:CACHED_PAGES]] == ["HIT"] * len(cold[1:CACHED_PAGES])
+    assert all(hit == "MISS" for _, hit in cold[CACHED_PAGES:])  # beyond the cached pages: the database
+
+
+def test_a_cached_next_page_is_one_mget_and_the_same_bytes():
+    user = UserFactory()
+    for _ in range(30):
+        CreditTransactionFactory(user=user)
+    client = client_for(user)
+    cursor = client.get("/api/v1/credits/transactions").json()["next_cursor"]
+    fast, ordinary, calls = fast_and_ordinary(client, f"/api/v1/credits/transactions?cursor={cursor}")
+    assert calls == {"mget": 1}
+    assert_same_answer(fast, ordinary)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cursor_from_before_a_write_still_pages_on_without_a_gap_or_a_repeat():
+    user = UserFactory()
+    for _ in range(30):
+        CreditTransactionFactory(user=user)
+    client = client_for(user)
+    first = client.get("/api/v1/credits/transactions").json()
+
+    credits_purchase(user=user, credits=Decimal("1"))  # refills the cached pages: their boundaries move
+
+    second = client.get(f"/api/v1/credits/transactions?cursor={first['next_cursor']}")
+    older = list(
+        CreditTransaction.objects.filter(user=user).order_by("-created_at", "-id").values_list("id", flat=True)
+    )[21:]
+    assert [row["id"] for row in second.json()["results"]] == older[:20]

@@ -170,7 +170,7 @@ def test_the_pool_endpoints_query_uses_the_covering_index(loaded_tables):
 
 
 def test_the_transactions_endpoints_query_uses_the_history_index(loaded_tables):
-    from billing.selectors.credits import _first_page_from_db
+    from billing.selectors.credits import _first_pages_from_db
 
     user_id = CreditTransaction.objects.values_list("user_id", flat=True).first()
-    assert "idx_credit_transactions_history" in _explain_selector(lambda: _first_page_from_db(user_id))
+    assert "idx_credit_transactions_history" in _explain_selector(lambda: _first_pages_from_db(user_id))

@@ -60,13 +60,13 @@ class FastRead:
     parameter, a repeated one or a refused value falls through. ``keys`` names
     the cache keys (``(namespace, *parts)``) the answer needs, from the user id,
     the URL's kwargs and the parsed query. ``answer`` builds the body from the
-    principal and those keys' values, or returns None to fall through (the
+    principal, the URL's kwargs, the query and those keys' values, or returns None to fall through (the
     caller may not see it, or there is nothing there: the ordinary path then
     gives the 403 or 404).
     """
 
     keys: Callable[[int, UrlKwargs, Query], Sequence[tuple]]
-    answer: Callable[[dict, UrlKwargs, list], Any]
+    answer: Callable[[dict, UrlKwargs, Query, list], Any]
     query: Mapping[str, Callable[[str], Any]] | None = None
 
 
@@ -85,6 +85,11 @@ def whole_number(low: int, high: int) -> Callable[[str], int | None]:
         return value if low <= value <= high else None
 
     return parse
+
+
+def any_text(text: str) -> str:
+    """A parser that takes any value; the view's ``answer`` decides (e.g. a cursor it has cached)."""
+    return text
 
 
 def one_of(*choices: str) -> Callable[[str], str | None]:
@@ -143,7 +148,7 @@ def serve(read: FastRead, request: HttpRequest, url_kwargs: UrlKwargs, headers: 
     if principal.get("user_id") != user_id or any(soft_expiry <= now for soft_expiry, _ in payload_entries):
         return None
     values = [value for _, value in payload_entries]
-    body = read.answer(principal, url_kwargs, values)
+    body = read.answer(principal, url_kwargs, query, values)
     if body is None:
         return None
     cache.record_hits(namespace for namespace, *_ in wanted)
