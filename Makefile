@@ -9,7 +9,9 @@ LOAD_STAMP := $(VENV)/.load-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The quick start serves plain HTTP on loopback, so the HTTPS-only defaults are relaxed.
-LOCAL_HTTP := SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0
+# Webhooks may target a receiver on this machine (http, loopback) in the quick start only.
+LOCAL_HTTP := SECURE_SSL_REDIRECT=0 SESSION_COOKIE_SECURE=0 CSRF_COOKIE_SECURE=0 SECURE_HSTS_SECONDS=0 \
+	WEBHOOK_ALLOW_PRIVATE_TARGETS=1
 
 .PHONY: run test test-sqlite test-pgbouncer install lint format migrations-check demo clean loadtest
 
@@ -59,7 +61,8 @@ SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answ
 	billing/tests/test_races.py billing/tests/test_org_races.py billing/tests/test_adjustments.py \
 	billing/tests/test_billing_cycles.py analytics/tests/test_analytics.py ops_center/tests/test_cache.py \
 	ops_center/tests/test_cache_endpoints.py ops_center/tests/test_api_errors.py ops_center/tests/test_pagination.py \
-	ops_center/tests/test_api_auth.py
+	ops_center/tests/test_api_auth.py billing/tests/test_fast_reads.py webhooks/tests/test_events.py \
+	webhooks/tests/test_api.py webhooks/tests/test_targets.py webhooks/tests/test_delivery.py
 
 test-sqlite: $(DEV_STAMP)
 	$(BIN)/python scripts/test_services.py -- env DJANGO_SETTINGS_MODULE=ops_center.settings_test_sqlite \

@@ -34,6 +34,8 @@ def served_database_url() -> str:
 def project_env(**extra: str) -> dict[str, str]:
     """The environment of a server or command that works on the test database and the test Redis."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_", "PROMETHEUS"))}
+    if "DATABASE_POOL_MODE" in os.environ:  # the pgBouncer pass: the server must run in its pool mode too
+        env["DATABASE_POOL_MODE"] = os.environ["DATABASE_POOL_MODE"]
     env.update(
         DJANGO_SETTINGS_MODULE="ops_center.settings",
         DATABASE_URL=served_database_url(),

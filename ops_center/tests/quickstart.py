@@ -21,6 +21,7 @@ def quickstart_env(tmp_path: Path) -> dict[str, str]:
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
         SECURE_SSL_REDIRECT="0",
+        WEBHOOK_ALLOW_PRIVATE_TARGETS="1",  # as make run sets it
     )
     return env
 

@@ -68,8 +68,10 @@ def fuzz(server: LiveGunicorn, role: str, key: str, report: Path) -> tuple[subpr
         "--generation-deterministic",  # which also keeps no example database
         "--phases",
         "examples,coverage,fuzzing",
+        # One worker: with two, CPython 3.11's ast.parse (hypothesis describing a lambda) can race
+        # across threads and abort the run with "AST constructor recursion depth mismatch".
         "--workers",
-        "2",
+        "1",
         "--request-timeout",
         "30",
         "--report",
