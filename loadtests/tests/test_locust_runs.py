@@ -101,7 +101,7 @@ def test_every_persona_hits_its_endpoints_with_2xx(live_api, tmp_path):
 
 
 def test_the_workflow_check_catches_a_wrong_balance(live_api, tmp_path):
-    """tamper_balance.py takes one credit off right after each workflow purchase, in the database."""
+    """tamper_balance.py takes one credit off in the database between the first balance read and the purchase."""
     run = run_locust(
         live_api,
         tmp_path,
