@@ -33,7 +33,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -469,23 +469,54 @@ def _refillers(*, user_ids: Iterable[int], org_ids: Iterable[int]) -> dict[str, 
     return found
 
 
-def _delete_reporting_present(keys: list[str]) -> list[str] | None:
-    """Delete ``keys`` in one round trip; returns those that were cached, or None when Redis failed."""
-    client = getattr(django_cache, "client", None)
-    if client is None:  # the in-process quick-start cache
-        return [key for key in keys if django_cache.delete(key)]
+def _evict_reporting_read(keys: list[str], refillable: Collection[str]) -> list[str] | None:
+    """Delete ``keys`` in one round trip. Returns those of ``refillable`` that were read since they were
+    stored, or None when Redis failed.
 
-    def delete() -> list[str]:
+    Redis keeps each key's last access on its own clock (``OBJECT IDLETIME``, whole
+    seconds; ``PTTL`` and ``OBJECT`` do not touch it), and a key's age follows from
+    its remaining TTL. A value last touched more than a second after it was stored
+    has been read since: refilling it is worth it. One that nobody read (a metering
+    client's balance, rewritten by every debit) is only deleted, so a write-heavy
+    account does not pay for a recomputation per write. A read within about two
+    seconds of the store may go unnoticed; its next read is then an ordinary miss.
+    """
+    client = getattr(django_cache, "client", None)
+    if client is None:  # the in-process quick-start cache: one process, no access clock
+        return [key for key in keys if django_cache.delete(key) and key in refillable]
+
+    def evict() -> list[str]:
         pipeline = client.get_client(write=True).pipeline(transaction=False)
         for key in keys:
-            pipeline.delete(client.make_key(key))
-        return [key for key, deleted in zip(keys, pipeline.execute(), strict=True) if deleted]
+            stored_as = client.make_key(key)
+            if key in refillable:
+                pipeline.object("idletime", stored_as)
+                pipeline.pttl(stored_as)
+            pipeline.delete(stored_as)
+        replies = iter(pipeline.execute(raise_on_error=False))
+        read = []
+        for key in keys:
+            idle, remaining_ms = (next(replies), next(replies)) if key in refillable else (None, None)
+            deleted = next(replies)
+            if isinstance(deleted, Exception):
+                raise deleted
+            if deleted and key in refillable and _read_since_stored(key, idle, remaining_ms):
+                read.append(key)
+        return read
 
-    return breaker.call(delete, fallback=None)
+    return breaker.call(evict, fallback=None)
+
+
+def _read_since_stored(key: str, idle_seconds: Any, remaining_ms: Any) -> bool:
+    if isinstance(idle_seconds, Exception) or isinstance(remaining_ms, Exception):
+        return True  # an LFU maxmemory policy keeps no idle time: refill, as without this check
+    stored_for_ms = (ttl_for(_namespace_of(key)) + STALE_GRACE_SECONDS) * 1000
+    age_ms = stored_for_ms - remaining_ms
+    return remaining_ms >= 0 and (idle_seconds + 1) * 1000 < age_ms
 
 
 def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]], *, recorded: bool = False) -> None:
-    """Evict ``keys`` now; then recompute, from the primary, those of them that were cached and can be refilled.
+    """Evict ``keys`` now; then recompute, from the primary, those of them that were read since stored.
 
     Refilling keeps a view that is being read a hit after each write to it, and
     costs nothing for views nobody reads (a metering client's debits). A failed
@@ -494,14 +525,13 @@ def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]]
     """
     if not keys:
         return
-    present = _delete_reporting_present(keys)
+    wanted = _evict_reporting_read(keys, refillers)
     for key in keys:
         stats.record(_namespace_of(key), "deletes")
-    if present is None:
+    if wanted is None:
         if not recorded and _shared():
             backlog.record(keys)
         return
-    wanted = [key for key in present if key in refillers]
     if not wanted:
         return
     from ops_center import replicas  # imports this module
