@@ -4,7 +4,15 @@ from rest_framework import serializers
 
 from billing.api.serializers import TransactionOut, credits_field
 from billing.models import Plan, Subscription
-from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField, cursor_field
+from ops_center.api.fields import (
+    AmountField,
+    IdField,
+    InputSerializer,
+    QueryParams,
+    SlugField,
+    StrictIntegerField,
+    cursor_field,
+)
 from orgs.models import Membership
 
 
@@ -37,7 +45,7 @@ class PoolOut(serializers.Serializer):
     next_refresh_date = serializers.DateTimeField(allow_null=True)
 
 
-class AllocationIn(serializers.Serializer):
+class AllocationIn(InputSerializer):
     user_id = IdField()
     credits = AmountField(min_value=0, help_text="The member's new allocation (not a delta).")
     note = serializers.CharField(required=False, allow_blank=True, max_length=255)

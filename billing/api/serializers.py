@@ -4,7 +4,15 @@ from rest_framework import serializers
 
 from billing.models import TransactionType
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, CREDIT_QUANTUM
-from ops_center.api.fields import AmountField, IdField, QueryParams, SlugField, StrictIntegerField, cursor_field
+from ops_center.api.fields import (
+    AmountField,
+    IdField,
+    InputSerializer,
+    QueryParams,
+    SlugField,
+    StrictIntegerField,
+    cursor_field,
+)
 
 
 def credits_field(**kwargs) -> serializers.DecimalField:
@@ -14,7 +22,7 @@ def credits_field(**kwargs) -> serializers.DecimalField:
     )
 
 
-class PurchaseInput(serializers.Serializer):
+class PurchaseInput(InputSerializer):
     package = SlugField(required=False, max_length=40)
     credits = AmountField(required=False, min_value=1, max_value=1_000_000)
 
@@ -26,7 +34,7 @@ class PurchaseInput(serializers.Serializer):
         return attrs
 
 
-class UsageInput(serializers.Serializer):
+class UsageInput(InputSerializer):
     service = SlugField(max_length=60)
     units = StrictIntegerField(min_value=1, max_value=10**12)
     credits = AmountField(required=False, min_value=CREDIT_QUANTUM)
