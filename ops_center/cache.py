@@ -106,10 +106,23 @@ def get_entries(wanted: Iterable[tuple]) -> list[tuple[float, Any]] | None:
     caller counts what it serves (``record_hits``).
     """
     keys = [make_key(*spec) for spec in wanted]
-    found = breaker.call(lambda: django_cache.get_many(keys), fallback=None)
-    if not found or len(found) != len(keys):
+    markers = [refilled_marker(key) for key in keys]
+    found = breaker.call(lambda: django_cache.get_many(keys + markers), fallback=None)
+    if not found or any(key not in found for key in keys):
         return None
+    _note_read([marker for marker in markers if marker in found])
     return [found[key] for key in keys]
+
+
+def refilled_marker(key: str) -> str:
+    """Present beside a value a writer refilled, until the value's first read (see ``evict_and_refill``)."""
+    return f"{key}:refilled"
+
+
+def _note_read(markers: list[str]) -> None:
+    """The first read of a refilled value: it is in use, so the next write refills it again."""
+    if markers:
+        breaker.call(lambda: django_cache.delete_many(markers), fallback=None)
 
 
 def record_hits(namespaces: Iterable[str]) -> None:
@@ -131,7 +144,11 @@ def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int
     """Cache-aside with stampede control. Returns (value, hit); a cached None is a hit."""
     key = make_key(namespace, *parts)
     ttl = ttl if ttl is not None else ttl_for(namespace)
-    entry = breaker.call(lambda: django_cache.get(key, _MISSING), fallback=_MISSING)
+    marker = refilled_marker(key)
+    found = breaker.call(lambda: django_cache.get_many([key, marker]), fallback={})
+    entry = found.get(key, _MISSING)
+    if marker in found:
+        _note_read([marker])
     if entry is not _MISSING:
         soft_expiry, value = entry
         if soft_expiry > time.time() or not _take_lock(key):
@@ -470,53 +487,46 @@ def _refillers(*, user_ids: Iterable[int], org_ids: Iterable[int]) -> dict[str, 
 
 
 def _evict_reporting_read(keys: list[str], refillable: Collection[str]) -> list[str] | None:
-    """Delete ``keys`` in one round trip. Returns those of ``refillable`` that were read since they were
-    stored, or None when Redis failed.
+    """Delete ``keys`` in one round trip. Returns those of ``refillable`` that are in use, or None
+    when Redis failed.
 
-    Redis keeps each key's last access on its own clock (``OBJECT IDLETIME``, whole
-    seconds; ``PTTL`` and ``OBJECT`` do not touch it), and a key's age follows from
-    its remaining TTL. A value last touched more than a second after it was stored
-    has been read since: refilling it is worth it. One that nobody read (a metering
-    client's balance, rewritten by every debit) is only deleted, so a write-heavy
-    account does not pay for a recomputation per write. A read within about two
-    seconds of the store may go unnoticed; its next read is then an ordinary miss.
+    A value is in use unless a writer refilled it and nobody has read it since:
+    a refill stores a marker beside the value (``refilled_marker``), and the
+    value's first read deletes it. So a view someone reads is refilled after
+    every write to it, and one nobody reads (a metering client's balance,
+    rewritten by every debit) is refilled once and then only deleted.
     """
     client = getattr(django_cache, "client", None)
-    if client is None:  # the in-process quick-start cache: one process, no access clock
-        return [key for key in keys if django_cache.delete(key) and key in refillable]
+    if client is None:  # the in-process quick-start cache
+        in_use = [key for key in keys if key in refillable and django_cache.get(refilled_marker(key)) is None]
+        present = [key for key in keys if django_cache.delete(key)]
+        django_cache.delete_many([refilled_marker(key) for key in keys if key in refillable])
+        return [key for key in in_use if key in present]
 
     def evict() -> list[str]:
         pipeline = client.get_client(write=True).pipeline(transaction=False)
         for key in keys:
-            stored_as = client.make_key(key)
             if key in refillable:
-                pipeline.object("idletime", stored_as)
-                pipeline.pttl(stored_as)
-            pipeline.delete(stored_as)
-        replies = iter(pipeline.execute(raise_on_error=False))
-        read = []
+                pipeline.exists(client.make_key(refilled_marker(key)))
+            pipeline.delete(client.make_key(key))
+            if key in refillable:
+                pipeline.delete(client.make_key(refilled_marker(key)))
+        replies = iter(pipeline.execute())
+        in_use = []
         for key in keys:
-            idle, remaining_ms = (next(replies), next(replies)) if key in refillable else (None, None)
+            unread_refill = next(replies) if key in refillable else None
             deleted = next(replies)
-            if isinstance(deleted, Exception):
-                raise deleted
-            if deleted and key in refillable and _read_since_stored(key, idle, remaining_ms):
-                read.append(key)
-        return read
+            if key in refillable:
+                next(replies)
+                if deleted and not unread_refill:
+                    in_use.append(key)
+        return in_use
 
     return breaker.call(evict, fallback=None)
 
 
-def _read_since_stored(key: str, idle_seconds: Any, remaining_ms: Any) -> bool:
-    if isinstance(idle_seconds, Exception) or isinstance(remaining_ms, Exception):
-        return True  # an LFU maxmemory policy keeps no idle time: refill, as without this check
-    stored_for_ms = (ttl_for(_namespace_of(key)) + STALE_GRACE_SECONDS) * 1000
-    age_ms = stored_for_ms - remaining_ms
-    return remaining_ms >= 0 and (idle_seconds + 1) * 1000 < age_ms
-
-
 def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]], *, recorded: bool = False) -> None:
-    """Evict ``keys`` now; then recompute, from the primary, those of them that were read since stored.
+    """Evict ``keys`` now; then recompute, from the primary, those of them in use (``_evict_reporting_read``).
 
     Refilling keeps a view that is being read a hit after each write to it, and
     costs nothing for views nobody reads (a metering client's debits). A failed
@@ -542,16 +552,19 @@ def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]]
     except Exception as exc:
         logger.warning("could not refill %d cache keys after a write (%s)", len(wanted), type(exc).__name__)
         return
-    _store_many(fresh)
+    _store_many(fresh, refilled=True)
 
 
-def _store_many(values: Mapping[str, Any]) -> None:
+def _store_many(values: Mapping[str, Any], *, refilled: bool = False) -> None:
     """Store several values, each under its namespace's TTL, in one round trip per distinct TTL."""
     now = time.time()
-    by_timeout: dict[int, dict[str, tuple]] = {}
+    by_timeout: dict[int, dict[str, Any]] = {}
     for key, value in values.items():
         ttl = ttl_for(_namespace_of(key))
-        by_timeout.setdefault(ttl + STALE_GRACE_SECONDS, {})[key] = (now + ttl, value)
+        group = by_timeout.setdefault(ttl + STALE_GRACE_SECONDS, {})
+        group[key] = (now + ttl, value)
+        if refilled:
+            group[refilled_marker(key)] = 1
     for timeout, group in by_timeout.items():
         breaker.call(lambda group=group, timeout=timeout: django_cache.set_many(group, timeout), fallback=None)
     for key in values:

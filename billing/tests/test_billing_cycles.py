@@ -20,7 +20,6 @@ from billing.payments import Charge
 from billing.selectors import orgs as org_selectors
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
 from ops_center import cache
-from ops_center.tests.cache_age import backdate
 from ops_center.tests.threads import run_in_threads
 from orgs.models import Membership
 from orgs.tests.factories import MembershipFactory, OrganizationFactory
@@ -371,11 +370,10 @@ def test_the_orgs_cached_views_are_refreshed_after_the_job_commits(plan, setting
     org = cache.org_part(subscription.org_id)
     cache.set("org_data", org, "credit_pool", value="stale")
     cache.set("subscription", org, "current", value="stale")
-    backdate(cache.org_keys(subscription.org_id), seconds=5)  # stored a while ago, read since
 
     run("refresh_credit_pools" if scenario == "pool refresh" else "process_billing_cycles")
 
-    # Read since they were stored, so put back recomputed.
+    # In use (not an unread refill), so put back recomputed.
     assert cache.get("org_data", org, "credit_pool") == org_selectors._pool_from_db(subscription.org_id)
     assert cache.get("subscription", org, "current") == org_selectors._subscription_from_db(subscription.org_id)
     assert "stale" not in (cache.get("org_data", org, "credit_pool"), cache.get("subscription", org, "current"))

@@ -1,6 +1,5 @@
 """Read-your-writes through the cache: every write evicts what it changes after commit, and refills what was cached."""
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -12,7 +11,6 @@ from billing.models import CreditAccount
 from billing.selectors.credits import balance_key
 from billing.services import credits_adjust, credits_consume, credits_purchase
 from ops_center import cache
-from ops_center.tests.cache_age import backdate
 from orgs.tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_catalog")]
@@ -30,7 +28,6 @@ def read_all(client) -> dict:
 
 def warm(client, user) -> dict:
     read_all(client)
-    backdate(cache.user_keys(user.pk), seconds=5)  # stored a while ago, and read below
     cached = read_all(client)
     assert {name: response["X-Cache"] for name, response in cached.items()} == dict.fromkeys(VIEWS, "HIT")
     return {name: response.json() for name, response in cached.items()}
@@ -70,18 +67,35 @@ def test_a_write_refills_nothing_that_was_not_cached(user, write):
     assert django_cache.get_many(cache.user_keys(user.pk)) == {}
 
 
-def test_a_write_refills_the_views_read_since_they_were_stored_and_only_evicts_the_others(user_api, user):
-    """A metering client that keeps writing and never reads its summary pays for no recomputation of it."""
+def test_a_write_refills_the_views_in_use_and_only_evicts_those_unread_since_the_last_refill(user_api, user):
     credits_purchase(user=user, credits=Decimal("10"))
     read_all(user_api)
-    time.sleep(2.2)  # Redis's access clock counts whole seconds: long enough for a read to show
-    user_api.get(VIEWS["balance"])
+    credits_purchase(user=user, credits=Decimal("5"))  # all three were read: all refilled
+    user_api.get(VIEWS["balance"])  # only the balance is read again
 
-    credits_purchase(user=user, credits=Decimal("5"))
+    credits_purchase(user=user, credits=Decimal("1"))
 
     balance = cache.make_key(*balance_key(user.pk))
-    assert django_cache.get(balance)[1]["balance"] == Decimal("15.0000")
+    assert django_cache.get(balance)[1]["balance"] == Decimal("16.0000")
     assert django_cache.get_many([key for key in cache.user_keys(user.pk) if key != balance]) == {}
+
+
+def test_a_client_that_only_writes_pays_for_one_refill_per_read(user_api, user):
+    """A metering client that debits and seldom reads: one refill after its read, then deletes only."""
+    credits_purchase(user=user, credits=Decimal("10"))
+    read_all(user_api)
+    keys = cache.user_keys(user.pk)
+
+    WRITES["usage"](user)
+    assert len(django_cache.get_many(keys)) == len(keys)  # refilled: they had been read
+    WRITES["usage"](user)
+    assert django_cache.get_many(keys) == {}  # not read since the refill: deleted only
+    WRITES["usage"](user)
+    assert django_cache.get_many(keys) == {}
+
+    assert user_api.get(VIEWS["balance"])["X-Cache"] == "MISS"
+    WRITES["usage"](user)
+    assert list(django_cache.get_many(keys)) == [cache.make_key(*balance_key(user.pk))]
 
 
 def test_a_rolled_back_write_evicts_nothing(user_api, user):
