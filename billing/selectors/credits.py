@@ -172,8 +172,11 @@ def transactions_page(
     if limit != DEFAULT_LIMIT or transaction_type or created_after or created_before:
         return _page(queryset, user_id=user_id, limit=limit, cursor=cursor), False
     if cursor is not None:
-        page = cached_page_after(cache.get(*history_pages_key(user_id)), cursor)
+        # Counted as a hit only when the page is served from the entry (the fast path reads it the same way).
+        entries = cache.get_entries([history_pages_key(user_id)])
+        page = cached_page_after(entries[0][1], cursor) if entries else None
         if page is not None:
+            cache.record_hits(["credit_balance"])
             return page, True
         return _page(queryset, user_id=user_id, limit=limit, cursor=cursor), False
     pages, hit = cache.get_or_set(*history_pages_key(user_id), compute=lambda: _first_pages_from_db(user_id))
