@@ -34,19 +34,46 @@ def depleted(*, before: Decimal, after: Decimal) -> bool:
     return before > ZERO_CREDITS and after <= ZERO_CREDITS
 
 
+def threshold_or_none(value) -> Decimal | None:
+    """A threshold as stored (a Decimal, or a string from raw SQL on SQLite), or None when it is off."""
+    return None if value is None else to_credits(str(value))
+
+
+def _balance_fell(
+    *,
+    low: str,
+    gone: str,
+    amount: Decimal,
+    before: Decimal,
+    after: Decimal,
+    threshold: Decimal | None,
+    extra: dict,
+    **subject,
+) -> None:
+    """Emit ``low`` on a crossing of the threshold and ``gone`` on reaching 0, each only on its crossing."""
+    data = {"amount": amount, "balance_before": before, "balance_after": after, "threshold": threshold, **extra}
+    if crossed(before=before, after=after, threshold=threshold):
+        event_emit(type=low, data=data, **subject)
+    if depleted(before=before, after=after):
+        event_emit(type=gone, data=data, **subject)
+
+
 def balance_moved(
     *, user_id: int, before: Decimal, after: Decimal, threshold, transaction_id: int, amount: Decimal
 ) -> None:
     """After a personal debit: credits.balance_low and credits.depleted, each only on its crossing."""
     if after >= before:
         return
-    threshold = None if threshold is None else to_credits(str(threshold))
-    common = {"amount": amount, "balance_before": before, "balance_after": after, "threshold": threshold}
-    common["transaction_id"] = transaction_id
-    if crossed(before=before, after=after, threshold=threshold):
-        event_emit(type=EventType.CREDITS_BALANCE_LOW, user_id=user_id, data=common)
-    if depleted(before=before, after=after):
-        event_emit(type=EventType.CREDITS_DEPLETED, user_id=user_id, data=common)
+    _balance_fell(
+        low=EventType.CREDITS_BALANCE_LOW,
+        gone=EventType.CREDITS_DEPLETED,
+        before=before,
+        after=after,
+        threshold=threshold_or_none(threshold),
+        amount=amount,
+        extra={"transaction_id": transaction_id},
+        user_id=user_id,
+    )
 
 
 def org_usage_moved(
@@ -62,32 +89,27 @@ def org_usage_moved(
 ) -> None:
     """After org usage: allocation.low/.depleted (the member's allocation), credit_pool.low/.depleted
     (the pool's unused credits, total - used)."""
-    allocation_threshold = None if low_allocation_threshold is None else to_credits(str(low_allocation_threshold))
-    pool_threshold = None if low_pool_threshold is None else to_credits(str(low_pool_threshold))
-    amount = -cost
-    allocation = {
-        "amount": amount,
-        "balance_before": allocation_after + cost,
-        "balance_after": allocation_after,
-        "threshold": allocation_threshold,
-        "transaction_id": transaction_id,
-    }
-    if crossed(before=allocation_after + cost, after=allocation_after, threshold=allocation_threshold):
-        event_emit(type=EventType.ALLOCATION_LOW, user_id=user_id, org_id=org_id, data=allocation)
-    if depleted(before=allocation_after + cost, after=allocation_after):
-        event_emit(type=EventType.ALLOCATION_DEPLETED, user_id=user_id, org_id=org_id, data=allocation)
-    pool = {
-        "amount": amount,
-        "balance_before": pool_after + cost,
-        "balance_after": pool_after,
-        "threshold": pool_threshold,
-        "member_user_id": user_id,
-        "transaction_id": transaction_id,
-    }
-    if crossed(before=pool_after + cost, after=pool_after, threshold=pool_threshold):
-        event_emit(type=EventType.CREDIT_POOL_LOW, org_id=org_id, data=pool)
-    if depleted(before=pool_after + cost, after=pool_after):
-        event_emit(type=EventType.CREDIT_POOL_DEPLETED, org_id=org_id, data=pool)
+    _balance_fell(
+        low=EventType.ALLOCATION_LOW,
+        gone=EventType.ALLOCATION_DEPLETED,
+        before=allocation_after + cost,
+        after=allocation_after,
+        threshold=threshold_or_none(low_allocation_threshold),
+        amount=-cost,
+        extra={"transaction_id": transaction_id},
+        user_id=user_id,
+        org_id=org_id,
+    )
+    _balance_fell(
+        low=EventType.CREDIT_POOL_LOW,
+        gone=EventType.CREDIT_POOL_DEPLETED,
+        before=pool_after + cost,
+        after=pool_after,
+        threshold=threshold_or_none(low_pool_threshold),
+        amount=-cost,
+        extra={"member_user_id": user_id, "transaction_id": transaction_id},
+        org_id=org_id,
+    )
 
 
 def credits_added(*, kind: str, user_id: int, amount: Decimal, after: Decimal, transaction_id: int, **extra) -> None:
@@ -106,13 +128,13 @@ def emit(type: str, *, org_id: int | None = None, user_id: int | None = None, **
 
 def account_alerts(user_id: int) -> dict:
     threshold = CreditAccount.objects.filter(user_id=user_id).values_list("low_balance_threshold", flat=True).first()
-    return {"low_balance_threshold": None if threshold is None else to_credits(str(threshold))}
+    return {"low_balance_threshold": threshold_or_none(threshold)}
 
 
 @transaction.atomic
 def account_alerts_set(*, user_id: int, low_balance_threshold: Decimal | None) -> dict:
     """Set (or, with None, turn off) the personal low-balance threshold; creates the account if need be."""
-    threshold = None if low_balance_threshold is None else to_credits(low_balance_threshold)
+    threshold = threshold_or_none(low_balance_threshold)
     CreditAccount.objects.bulk_create([CreditAccount(user_id=user_id)], ignore_conflicts=True)
     CreditAccount.objects.filter(user_id=user_id).update(low_balance_threshold=threshold)
     return {"low_balance_threshold": threshold}
@@ -122,7 +144,7 @@ def pool_alerts(org_id: int) -> dict:
     row = CreditPool.objects.filter(org_id=org_id).values("low_pool_threshold", "low_allocation_threshold").first()
     if row is None:
         raise PoolNotFound(details={"org_id": org_id})
-    return {key: None if value is None else to_credits(str(value)) for key, value in row.items()}
+    return {key: threshold_or_none(value) for key, value in row.items()}
 
 
 @transaction.atomic
@@ -131,8 +153,8 @@ def pool_alerts_set(
 ) -> dict:
     """Set the org's pool and allocation thresholds (None turns one off)."""
     values = {
-        "low_pool_threshold": None if low_pool_threshold is None else to_credits(low_pool_threshold),
-        "low_allocation_threshold": None if low_allocation_threshold is None else to_credits(low_allocation_threshold),
+        "low_pool_threshold": threshold_or_none(low_pool_threshold),
+        "low_allocation_threshold": threshold_or_none(low_allocation_threshold),
     }
     if not CreditPool.objects.filter(org_id=org_id).update(**values):
         raise PoolNotFound(details={"org_id": org_id})
