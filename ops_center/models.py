@@ -14,9 +14,9 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=128)
     endpoint = models.CharField(max_length=200)
     request_fingerprint = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField(null=True)
+    status_code = models.PositiveSmallIntegerField()
     # The rendered JSON text, not jsonb: a replay must repeat the first body byte for byte.
-    response_body = models.TextField(blank=True, default="")
+    response_body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,10 +1,15 @@
 """Idempotency-Key on POSTs: replays return the first response and write nothing."""
 
 from decimal import Decimal
+from typing import ClassVar
 
+import orjson
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from billing.models import CreditTransaction, Invoice
+from billing.payments import Charge
 from billing.services import credits_purchase
 from ops_center.models import IdempotencyRecord
 
@@ -83,3 +88,59 @@ def test_purge_keeps_recent_keys_and_drops_old_ones(user_api, settings):
     call_command("purge_idempotency_keys")
 
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+
+
+def test_a_replay_whose_rerun_is_refused_still_replays_the_first_answer(user_api, user, default_catalog):
+    credits_purchase(user=user, credits=Decimal("5"))
+    body = {"service": "embedding", "units": 1, "credits": "5"}
+    first = user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="spend-all")
+
+    replay = user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="spend-all")
+
+    assert (first.status_code, replay.status_code) == (201, 201)
+    assert replay.json() == first.json()
+    assert replay["Idempotent-Replayed"] == "true"
+    assert CreditTransaction.objects.filter(user=user, transaction_type="usage").count() == 1
+    assert user.credit_account.balance == Decimal("0")
+
+
+def test_the_record_is_written_whole_in_one_statement(user_api, user, default_catalog):
+    credits_purchase(user=user, credits=Decimal("5"))
+    table = IdempotencyRecord._meta.db_table
+
+    with CaptureQueriesContext(connection) as queries:
+        response = user_api.post(
+            "/api/v1/credits/usage", {"service": "embedding", "units": 1}, format="json", HTTP_IDEMPOTENCY_KEY="one"
+        )
+
+    assert response.status_code == 201
+    touching_the_record = [query["sql"].split()[0] for query in queries.captured_queries if table in query["sql"]]
+    assert touching_the_record == ["INSERT"]
+    record = IdempotencyRecord.objects.get(key="one")
+    assert (record.status_code, orjson.loads(record.response_body)) == (201, response.json())
+
+
+class KeyHonouringGateway:
+    """Like real processors: a repeated idempotency key gets the first charge back, not a new one."""
+
+    charges: ClassVar[dict[str, Charge]] = {}
+    calls: ClassVar[list[str]] = []
+
+    def charge(self, *, idempotency_key: str, **_charge) -> Charge:
+        self.calls.append(idempotency_key)
+        return self.charges.setdefault(idempotency_key, Charge(reference=f"charge_{len(self.charges) + 1}"))
+
+
+def test_a_replayed_purchase_asks_the_gateway_with_the_same_key(user_api, user, settings):
+    settings.PAYMENT_GATEWAY = f"{__name__}.KeyHonouringGateway"
+    KeyHonouringGateway.charges.clear()
+    KeyHonouringGateway.calls.clear()
+
+    first = user_api.post("/api/v1/credits/purchases", {"credits": "10"}, format="json", HTTP_IDEMPOTENCY_KEY="buy")
+    replay = user_api.post("/api/v1/credits/purchases", {"credits": "10"}, format="json", HTTP_IDEMPOTENCY_KEY="buy")
+
+    assert replay.json() == first.json()
+    assert len(set(KeyHonouringGateway.calls)) == 1  # however often the write ran, one charge
+    (charge,) = KeyHonouringGateway.charges.values()
+    assert CreditTransaction.objects.get(user=user).metadata["payment_reference"] == charge.reference
+    assert Invoice.objects.filter(user=user).count() == 1

@@ -1,24 +1,31 @@
 """Idempotent POSTs: a replayed ``Idempotency-Key`` returns the first response.
 
-The record is claimed with ``INSERT ... ON CONFLICT DO NOTHING`` inside the
-same database transaction as the write it guards:
+The write runs first and its record (the response, keyed by user and key) is
+inserted with ``INSERT ... ON CONFLICT DO NOTHING`` at the end of the same
+database transaction, so the write and its record commit together or not at all:
 
-* the first request inserts the record, runs the write, stores its response
-  and commits both together;
-* a concurrent request with the same key blocks on the unique index until the
-  first commits, then finds the stored response and replays it, so the write
-  happens at most once;
-* if the first request fails, its transaction (record included) rolls back and
-  a retry runs afresh: a failed request wrote nothing, so there is nothing to
-  replay;
+* the first request runs the write, inserts the record and commits both, in
+  one statement more than the write itself;
+* a concurrent request with the same key runs the write too, then blocks on the
+  unique index until the first commits, finds the key taken, rolls its own write
+  back and replays the stored response: the write takes effect at most once;
+* a request whose write is refused (say 402, because the first request already
+  spent the balance), or collides with the first on a unique key of its own
+  (the ledger's user and key), replays the stored response when there is one;
+* if the first request fails, nothing is recorded and a retry runs afresh;
 * the same key with a different body is a 422.
+
+So a handler may run more than once for one key, but only one run commits: it
+must keep every effect inside the transaction, or make the effect idempotent by
+the key itself (the payment gateway is charged with a key derived from it).
 """
 
 import hashlib
 from collections.abc import Callable
 
 import orjson
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -50,49 +57,54 @@ def fingerprint(request: Request) -> str:
 
 
 def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -> Response:
-    """Run ``handle(key)`` at most once per (user, key); ``handle`` must be transactional."""
+    """Run ``handle(key)`` so that it takes effect at most once per (user, key); ``handle`` must be transactional."""
     key = idempotency_key_of(request)
     if key is None:
         return handle(None)
     request_fingerprint = fingerprint(request)
-    with transaction.atomic():
-        if not _claim(request.user.pk, key, request.path, request_fingerprint):
-            return _replay(request.user.pk, key, request_fingerprint)
-        response = handle(key)
-        _store_response(request.user.pk, key, response)
-        return response
+    try:
+        with transaction.atomic():
+            response = handle(key)
+            if not _record(request.user.pk, key, request.path, request_fingerprint, response):
+                raise _KeyTaken
+    except _KeyTaken:
+        return _replay(_stored(request.user.pk, key), request_fingerprint)
+    except (APIException, IntegrityError):  # refused, or beaten to the ledger's own unique key
+        stored = _stored(request.user.pk, key)
+        if stored is None:
+            raise
+        return _replay(stored, request_fingerprint)
+    return response
 
 
-def _claim(user_id: int, key: str, endpoint: str, request_fingerprint: str) -> bool:
-    table = IdempotencyRecord._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (user_id, key, endpoint, request_fingerprint, response_body, created_at) "  # noqa: S608 - table name is ours
-            "VALUES (%s, %s, %s, %s, '', CURRENT_TIMESTAMP) ON CONFLICT (user_id, key) DO NOTHING RETURNING id",
-            [user_id, key, endpoint, request_fingerprint],
-        )
-        return cursor.fetchone() is not None
+class _KeyTaken(Exception):
+    """Another request committed this key first: roll this one's write back, then replay."""
 
 
-_STORE_RESPONSE = (
-    f"UPDATE {IdempotencyRecord._meta.db_table} SET status_code = %s, response_body = %s "  # noqa: S608 - our table
-    "WHERE user_id = %s AND key = %s"
+_RECORD = (
+    f"INSERT INTO {IdempotencyRecord._meta.db_table} "  # noqa: S608 - our table
+    "(user_id, key, endpoint, request_fingerprint, status_code, response_body, created_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, CURRENT_TIMESTAMP) ON CONFLICT (user_id, key) DO NOTHING RETURNING id"
 )
 
 
-def _store_response(user_id: int, key: str, response: Response) -> None:
+def _record(user_id: int, key: str, endpoint: str, request_fingerprint: str, response: Response) -> bool:
     body = orjson.dumps(response.data, default=json_default).decode()
     with connection.cursor() as cursor:
-        cursor.execute(_STORE_RESPONSE, [response.status_code, body, user_id, key])
+        cursor.execute(_RECORD, [user_id, key, endpoint, request_fingerprint, response.status_code, body])
+        return cursor.fetchone() is not None
 
 
-def _replay(user_id: int, key: str, request_fingerprint: str) -> Response:
-    record = IdempotencyRecord.objects.get(user_id=user_id, key=key)
+def _stored(user_id: int, key: str) -> IdempotencyRecord | None:
+    return IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
+
+
+def _replay(record: IdempotencyRecord, request_fingerprint: str) -> Response:
     if record.request_fingerprint != request_fingerprint:
         raise Unprocessable(
             "This Idempotency-Key was already used with a different request.",
             code="idempotency_key_reused",
-            details={"idempotency_key": key},
+            details={"idempotency_key": record.key},
         )
     response = Response(orjson.loads(record.response_body), status=record.status_code)
     response["Idempotent-Replayed"] = "true"
