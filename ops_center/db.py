@@ -1,5 +1,7 @@
 """Database helpers shared by the apps."""
 
+import copy
+
 from django.db import models
 
 
@@ -12,3 +14,32 @@ class ReportIndex(models.Index):
     """
 
     max_name_length = 63
+
+
+class CoveringUniqueConstraint(models.UniqueConstraint):
+    """A unique constraint whose ``include`` columns let its index answer a lookup alone.
+
+    Django leaves a unique constraint with ``include`` out entirely on a database
+    without covering indexes, uniqueness and all. This one stays a plain unique
+    constraint there (SQLite, the quick start) and loses only the extra columns.
+    """
+
+    def _as_supported(self, schema_editor) -> "CoveringUniqueConstraint":
+        if schema_editor.connection.features.supports_covering_indexes:
+            return self
+        keys_only = copy.copy(self)
+        keys_only.include = ()
+        return keys_only
+
+    def _check(self, model, connection):
+        # Django's warning that the constraint is not created there (W039) is not true of this one.
+        return [error for error in super()._check(model, connection) if error.id != "models.W039"]
+
+    def constraint_sql(self, model, schema_editor):
+        return super(CoveringUniqueConstraint, self._as_supported(schema_editor)).constraint_sql(model, schema_editor)
+
+    def create_sql(self, model, schema_editor):
+        return super(CoveringUniqueConstraint, self._as_supported(schema_editor)).create_sql(model, schema_editor)
+
+    def remove_sql(self, model, schema_editor):
+        return super(CoveringUniqueConstraint, self._as_supported(schema_editor)).remove_sql(model, schema_editor)

@@ -46,8 +46,12 @@ class Membership(models.Model):
         ADMIN = "admin", "Admin"
         MEMBER = "member", "Member"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    # No single-column indexes: uniq_membership_user_org leads with user_id and
+    # idx_membership_org_role with org_id, and each serves those lookups.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
 

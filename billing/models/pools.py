@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, credit_field
-from ops_center.db import ReportIndex
+from ops_center.db import CoveringUniqueConstraint, ReportIndex
 
 
 class CreditPool(models.Model):
@@ -16,7 +16,9 @@ class CreditPool(models.Model):
     can sit in the covering index the report asks for.
     """
 
-    org = models.OneToOneField("orgs.Organization", on_delete=models.PROTECT, related_name="credit_pool")
+    # One pool per org, kept by idx_credit_pools_org below: a OneToOneField would add a
+    # second unique index on org_id beside it, maintained on every pool write for nothing.
+    org = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="+", db_index=False)
     total_credits = credit_field()
     allocated_credits = credit_field()
     used_credits = credit_field()
@@ -37,6 +39,13 @@ class CreditPool(models.Model):
     class Meta:
         db_table = "credit_pools"
         constraints = [
+            # Report: "Credit pool lookup (hot path)": GET .../credit-pool on a
+            # cache miss, answered by an index-only scan. Unique: one pool per org.
+            CoveringUniqueConstraint(
+                fields=["org"],
+                include=["total_credits", "allocated_credits", "used_credits", "available_credits"],
+                name="idx_credit_pools_org",
+            ),
             models.CheckConstraint(
                 condition=(Q(low_pool_threshold__isnull=True) | Q(low_pool_threshold__gte=0))
                 & (Q(low_allocation_threshold__isnull=True) | Q(low_allocation_threshold__gte=0)),
@@ -51,13 +60,6 @@ class CreditPool(models.Model):
             ),
         ]
         indexes = [
-            # Report: "Credit pool lookup (hot path)": GET .../credit-pool on a
-            # cache miss, answered by an index-only scan.
-            ReportIndex(
-                fields=["org"],
-                include=["total_credits", "allocated_credits", "used_credits", "available_credits"],
-                name="idx_credit_pools_org",
-            ),
             # Report: "Refresh processing". The report's predicate
             # `next_refresh_date <= NOW() + INTERVAL '1 day'` is refused by
             # PostgreSQL (index predicates must be IMMUTABLE, NOW() is not), and
@@ -79,7 +81,9 @@ class CreditPool(models.Model):
 class CreditAllocation(models.Model):
     """A member's share of their org's pool; ``used`` never exceeds ``allocated``."""
 
-    pool = models.ForeignKey(CreditPool, on_delete=models.PROTECT, related_name="allocations")
+    # No index of its own: uniq_credit_allocation_pool_user leads with pool_id and serves its lookups.
+    pool = models.ForeignKey(CreditPool, on_delete=models.PROTECT, related_name="allocations", db_index=False)
+    # Its foreign-key index serves GET /credits/balance: every allocation of one user, across orgs.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_allocations")
     allocated_credits = credit_field()
     used_credits = credit_field()
@@ -93,10 +97,6 @@ class CreditAllocation(models.Model):
             models.CheckConstraint(
                 condition=Q(used_credits__lte=F("allocated_credits")), name="credit_allocation_used_within_allocated"
             ),
-        ]
-        indexes = [
-            # GET /credits/balance: every allocation of one user, across orgs.
-            models.Index(fields=["user"], name="idx_credit_allocation_user"),
         ]
 
     def __str__(self) -> str:

@@ -110,11 +110,18 @@ class Invoice(models.Model):
 
     source = models.CharField(max_length=16, choices=Source.choices)
     org = models.ForeignKey("orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # No single-column indexes on user and subscription: idx_invoices_user_created and
+    # uniq_invoice_subscription_period lead with them and serve those lookups.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+        db_index=False,
     )
     subscription = models.ForeignKey(
-        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices", db_index=False
     )
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3, default="USD")

@@ -14,8 +14,12 @@ class UsageDaily(models.Model):
     (billing.rollups.usage_recorded), so a summary costs O(days x services).
     """
 
+    # No single-column indexes: idx_usage_daily_user_day and idx_usage_daily_org_day
+    # lead with these columns and serve their lookups and cascading deletes.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
-    org = models.ForeignKey("orgs.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    org = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     day = models.DateField()
     service = models.CharField(max_length=60)
     credits = credit_field()

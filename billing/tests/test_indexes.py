@@ -1,6 +1,7 @@
 """The report's indexes exist as written, and the planner uses them for the hot queries."""
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection
 
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditPool, CreditTransaction, Subscription
@@ -9,10 +10,6 @@ pytestmark = pytest.mark.django_db
 
 # name -> fragments that must appear in pg_indexes.indexdef
 REPORT_INDEXES = {
-    "idx_credit_transactions_user_balance": [
-        "ON public.credit_transactions USING btree (user_id, created_at DESC)",
-        "WHERE (amount > (0)::numeric)",
-    ],
     "idx_credit_transactions_org_summary": [
         "ON public.credit_transactions USING btree (org_id, transaction_type, created_at DESC)",
         "INCLUDE (amount, credits_before, credits_after)",
@@ -31,7 +28,7 @@ REPORT_INDEXES = {
         "WHERE ((status)::text = 'active'::text)",
     ],
     "idx_credit_pools_org": [
-        "ON public.credit_pools USING btree (org_id)",
+        "CREATE UNIQUE INDEX idx_credit_pools_org ON public.credit_pools USING btree (org_id)",
         "INCLUDE (total_credits, allocated_credits, used_credits, available_credits)",
     ],
     "idx_credit_pools_refresh": [
@@ -39,6 +36,11 @@ REPORT_INDEXES = {
         "WHERE (next_refresh_date IS NOT NULL)",
     ],
 }
+
+
+# Left out on purpose: each duplicated an index that serves the same lookups, or no query read it.
+DROPPED_INDEXES = ("idx_credit_transactions_user_balance", "idx_credit_allocation_user")
+PROJECT_APPS = ("analytics", "billing", "ops_center", "orgs", "webhooks")
 
 
 def index_definitions() -> dict[str, str]:
@@ -53,6 +55,57 @@ def test_report_index_exists_as_written(name, fragments):
     assert definition is not None, f"{name} is missing"
     for fragment in fragments:
         assert fragment in definition
+
+
+@pytest.mark.parametrize("name", DROPPED_INDEXES)
+def test_dropped_index_stays_dropped(name):
+    assert name not in index_definitions()
+
+
+def test_one_unique_index_on_the_pools_org_id():
+    """The covering index is the org's unique key too, not a second index on the same column."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid = 'credit_pools'::regclass AND a.attname = 'org_id'"
+        )
+        assert cursor.fetchone() == (1,)
+
+
+def test_no_index_is_a_leading_part_of_another():
+    """A plain index whose columns (with their operator classes and order) start another index over
+    whole columns and every row is redundant: the longer one serves its lookups, and each write pays
+    for both. A foreign key that leads such an index takes db_index=False."""
+    tables = [
+        model._meta.db_table
+        for app in PROJECT_APPS
+        for model in django_apps.get_app_config(app).get_models()
+        if model._meta.managed
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT t.relname, ic.relname, i.indisunique, i.indpred IS NULL AND i.indexprs IS NULL,
+                   array_to_string(i.indkey, ' '), array_to_string(i.indclass, ' '),
+                   array_to_string(i.indoption, ' '), i.indnkeyatts
+            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+            WHERE t.relname = ANY(%s)
+            """,
+            [tables],
+        )
+        indexes = [
+            (table, name, unique, whole, list(zip(keys.split()[:n], classes.split(), options.split(), strict=True)))
+            for table, name, unique, whole, keys, classes, options, n in cursor.fetchall()
+        ]
+    redundant = [
+        (shorter, longer)
+        for table, shorter, unique, whole, columns in indexes
+        if whole and not unique
+        for longer_table, longer, _, longer_whole, longer_columns in indexes
+        if longer_table == table and longer != shorter and longer_whole
+        if longer_columns[: len(columns)] == columns
+    ]
+    assert redundant == []
 
 
 def test_refresh_index_answers_the_reports_time_window_query():
