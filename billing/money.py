@@ -15,6 +15,8 @@ CREDIT_QUANTUM = Decimal(1).scaleb(-CREDIT_DECIMAL_PLACES)
 # The largest value a credit column holds: 14 integer digits.
 CREDIT_MAX_VALUE = Decimal(10) ** (CREDIT_MAX_DIGITS - CREDIT_DECIMAL_PLACES) - CREDIT_QUANTUM
 ZERO_CREDITS = Decimal(0).quantize(CREDIT_QUANTUM)
+# What every currency column holds: an ISO 4217 code, checked by a constraint on each table.
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 
 def credit_field(**kwargs) -> models.DecimalField:

@@ -3,7 +3,7 @@
 from django.db import models
 from django.db.models import Q
 
-from billing.money import credit_field
+from billing.money import CURRENCY_PATTERN, credit_field
 
 
 class CreditPackage(models.Model):
@@ -19,6 +19,9 @@ class CreditPackage(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(credits__gt=0), name="credit_package_credits_positive"),
             models.CheckConstraint(condition=Q(price_minor__gte=0), name="credit_package_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(currency__regex=CURRENCY_PATTERN), name="credit_package_currency_iso_4217"
+            ),
         ]
 
     def __str__(self) -> str:

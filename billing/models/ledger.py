@@ -101,18 +101,7 @@ class CreditTransaction(models.Model):
                 condition=Q(credits_before__gte=0) & Q(credits_after__gte=0), name="credit_txn_credits_non_negative"
             ),
             models.CheckConstraint(
-                condition=Q(
-                    transaction_type__in=[
-                        "purchase",
-                        "usage",
-                        "allocation",
-                        "refund",
-                        "adjustment",
-                        "refresh",
-                        "expiry",
-                    ]
-                ),
-                name="credit_txn_type_known",
+                condition=Q(transaction_type__in=TransactionType.values), name="credit_txn_type_known"
             ),
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"],

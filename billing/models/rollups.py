@@ -6,8 +6,10 @@ the analytics app only reads them.
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
-from billing.money import credit_field
+from billing.models.subscriptions import InvoiceSource
+from billing.money import CURRENCY_PATTERN, credit_field
 
 # Every write of a day lands on the same rollup row; spreading each day over a
 # few rows (by user id) keeps concurrent writers from queueing on one row lock.
@@ -18,9 +20,8 @@ ROLLUP_SHARDS = 16
 class RevenueDaily(models.Model):
     """Money taken per day, currency and source (paid invoices, by paid_at date)."""
 
-    class Source(models.TextChoices):
-        SUBSCRIPTION = "subscription", "Subscription"
-        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+    # Revenue is booked under the source of the invoice that was paid.
+    Source = InvoiceSource
 
     day = models.DateField()
     currency = models.CharField(max_length=3)
@@ -34,6 +35,14 @@ class RevenueDaily(models.Model):
         verbose_name = verbose_name_plural = "daily revenue"
         constraints = [
             models.UniqueConstraint(fields=["day", "currency", "source", "shard"], name="uniq_revenue_daily_key"),
+            models.CheckConstraint(condition=Q(source__in=InvoiceSource.values), name="revenue_daily_source_known"),
+            models.CheckConstraint(
+                condition=Q(currency__regex=CURRENCY_PATTERN), name="revenue_daily_currency_iso_4217"
+            ),
+            # Each paid invoice adds its amount (never negative) and one to its day: nothing subtracts.
+            models.CheckConstraint(
+                condition=Q(amount_minor__gte=0) & Q(invoices__gte=0), name="revenue_daily_counters_non_negative"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -55,6 +64,11 @@ class CreditFlowDaily(models.Model):
         verbose_name = verbose_name_plural = "daily credit flow"
         constraints = [
             models.UniqueConstraint(fields=["day", "shard"], name="uniq_credit_flow_daily_key"),
+            # Not granted: staff corrections take credits back, so a day's grants may sum below zero.
+            models.CheckConstraint(
+                condition=Q(purchased__gte=0) & Q(consumed__gte=0) & Q(refreshed__gte=0),
+                name="credit_flow_daily_flows_non_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -73,6 +87,7 @@ class OrgUsageDaily(models.Model):
         verbose_name = verbose_name_plural = "daily org usage"
         constraints = [
             models.UniqueConstraint(fields=["org", "day"], name="uniq_org_usage_daily_key"),
+            models.CheckConstraint(condition=Q(credits__gte=0), name="org_usage_daily_credits_non_negative"),
         ]
         indexes = [
             # Top orgs by usage over a window: a range over days.

@@ -4,16 +4,40 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from billing.money import credit_field
+from billing.money import CURRENCY_PATTERN, credit_field
 from ops_center.db import ReportIndex
 
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing")
 
 
+# The choices below live at module level so each model's Meta can build its
+# allowed-values check from them: a nested class is out of Meta's scope.
+class PlanInterval(models.TextChoices):
+    MONTH = "month", "Monthly"
+    YEAR = "year", "Yearly"
+
+
+class SubscriptionStatus(models.TextChoices):
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    CANCELED = "canceled", "Canceled"
+
+
+class InvoiceSource(models.TextChoices):
+    SUBSCRIPTION = "subscription", "Subscription"
+    CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+
+
+class InvoiceStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+
 class Plan(models.Model):
-    class Interval(models.TextChoices):
-        MONTH = "month", "Monthly"
-        YEAR = "year", "Yearly"
+    Interval = PlanInterval
 
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=100)
@@ -28,7 +52,8 @@ class Plan(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(price_minor__gte=0), name="plan_price_non_negative"),
             models.CheckConstraint(condition=Q(included_credits__gte=0), name="plan_included_credits_non_negative"),
-            models.CheckConstraint(condition=Q(interval__in=["month", "year"]), name="plan_interval_known"),
+            models.CheckConstraint(condition=Q(interval__in=PlanInterval.values), name="plan_interval_known"),
+            models.CheckConstraint(condition=Q(currency__regex=CURRENCY_PATTERN), name="plan_currency_iso_4217"),
         ]
 
     def __str__(self) -> str:
@@ -36,11 +61,7 @@ class Plan(models.Model):
 
 
 class Subscription(models.Model):
-    class Status(models.TextChoices):
-        TRIALING = "trialing", "Trialing"
-        ACTIVE = "active", "Active"
-        PAST_DUE = "past_due", "Past due"
-        CANCELED = "canceled", "Canceled"
+    Status = SubscriptionStatus
 
     org = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="subscriptions")
     # The report's SQL names this column subscription_plan; keep it so its
@@ -68,9 +89,7 @@ class Subscription(models.Model):
             models.CheckConstraint(
                 condition=Q(current_period_end__gt=F("current_period_start")), name="subscription_period_ordered"
             ),
-            models.CheckConstraint(
-                condition=Q(status__in=["trialing", "active", "past_due", "canceled"]), name="subscription_status_known"
-            ),
+            models.CheckConstraint(condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_known"),
         ]
         indexes = [
             # Report: "Active subscription lookup (critical path)": GET
@@ -98,15 +117,8 @@ class Subscription(models.Model):
 class Invoice(models.Model):
     """What was charged: a subscription period or a credit purchase."""
 
-    class Source(models.TextChoices):
-        SUBSCRIPTION = "subscription", "Subscription"
-        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
-
-    class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        PAID = "paid", "Paid"
-        VOID = "void", "Void"
-        UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+    Source = InvoiceSource
+    Status = InvoiceStatus
 
     source = models.CharField(max_length=16, choices=Source.choices)
     org = models.ForeignKey("orgs.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
@@ -136,6 +148,8 @@ class Invoice(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount_minor__gte=0), name="invoice_amount_non_negative"),
             models.CheckConstraint(condition=Q(credits__gte=0), name="invoice_credits_non_negative"),
+            models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoice_status_known"),
+            models.CheckConstraint(condition=Q(currency__regex=CURRENCY_PATTERN), name="invoice_currency_iso_4217"),
             models.CheckConstraint(
                 condition=Q(status="paid", paid_at__isnull=False) | (~Q(status="paid") & Q(paid_at__isnull=True)),
                 name="invoice_paid_iff_paid_at",

@@ -39,6 +39,8 @@ class UsageDaily(models.Model):
                 fields=["user", "org", "day", "service"], condition=Q(org__isnull=False), name="uniq_usage_daily_org"
             ),
             models.CheckConstraint(condition=Q(credits__gte=0), name="usage_daily_credits_non_negative"),
+            models.CheckConstraint(condition=Q(units__gte=0), name="usage_daily_units_non_negative"),
+            models.CheckConstraint(condition=Q(events__gte=0), name="usage_daily_events_non_negative"),
         ]
         indexes = [
             # GET /credits/usage/summary: one user's days in a window.

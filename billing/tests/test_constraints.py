@@ -6,7 +6,17 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.models import CreditAccount, CreditTransaction, Invoice, Subscription
+from billing.models import (
+    CreditAccount,
+    CreditFlowDaily,
+    CreditPackage,
+    CreditTransaction,
+    Invoice,
+    OrgUsageDaily,
+    RevenueDaily,
+    Subscription,
+    UsageDaily,
+)
 from billing.tests.factories import (
     CreditAccountFactory,
     CreditAllocationFactory,
@@ -28,6 +38,16 @@ def refused(make_row) -> bool:
     except IntegrityError:
         return True
     return False
+
+
+def refusing_constraint(make_row) -> str | None:
+    """The constraint that refused the row, so a test names the one it means, not any it happens to break."""
+    try:
+        with transaction.atomic():
+            make_row()
+    except IntegrityError as exc:
+        return exc.__cause__.diag.constraint_name
+    return None
 
 
 def test_balance_cannot_go_negative():
@@ -166,3 +186,78 @@ def test_one_invoice_per_subscription_period():
     )
     assert not refused(make_invoice)
     assert refused(make_invoice)
+
+
+def test_one_pool_per_org():
+    pool = CreditPoolFactory()
+    assert refusing_constraint(lambda: CreditPoolFactory(org=pool.org)) == "idx_credit_pools_org"
+
+
+def test_invoice_status_must_be_known():
+    assert refusing_constraint(lambda: InvoiceFactory(status="refunded", paid_at=None)) == "invoice_status_known"
+    assert not refused(lambda: InvoiceFactory(status=Invoice.Status.VOID, paid_at=None))
+
+
+def revenue_day(**values) -> RevenueDaily:
+    row = {"day": timezone.now().date(), "currency": "USD", "source": RevenueDaily.Source.SUBSCRIPTION, **values}
+    return RevenueDaily.objects.create(**{"amount_minor": 4900, "invoices": 1, **row})
+
+
+def test_revenue_source_must_be_known():
+    assert refusing_constraint(lambda: revenue_day(source="donation")) == "revenue_daily_source_known"
+    assert not refused(lambda: revenue_day(source=RevenueDaily.Source.CREDIT_PURCHASE))
+
+
+def flow_day(**flows) -> CreditFlowDaily:
+    return CreditFlowDaily.objects.create(day=timezone.now().date(), **flows)
+
+
+def usage_day(**counters) -> UsageDaily:
+    return UsageDaily.objects.create(user=UserFactory(), day=timezone.now().date(), service="embedding", **counters)
+
+
+@pytest.mark.parametrize(
+    ("constraint", "make_row"),
+    [
+        ("revenue_daily_counters_non_negative", lambda: revenue_day(amount_minor=-1)),
+        ("revenue_daily_counters_non_negative", lambda: revenue_day(invoices=-1)),
+        ("credit_flow_daily_flows_non_negative", lambda: flow_day(purchased=Decimal("-0.0001"))),
+        ("credit_flow_daily_flows_non_negative", lambda: flow_day(consumed=Decimal("-1"))),
+        ("credit_flow_daily_flows_non_negative", lambda: flow_day(refreshed=Decimal("-1"))),
+        (
+            "org_usage_daily_credits_non_negative",
+            lambda: OrgUsageDaily.objects.create(org=OrganizationFactory(), day=timezone.now().date(), credits=-1),
+        ),
+        ("usage_daily_units_non_negative", lambda: usage_day(units=-1)),
+        ("usage_daily_events_non_negative", lambda: usage_day(events=-1)),
+    ],
+    ids=["revenue", "invoices", "purchased", "consumed", "refreshed", "org-usage", "units", "events"],
+)
+def test_rollup_counters_cannot_go_negative(constraint, make_row):
+    assert refusing_constraint(make_row) == constraint
+
+
+def test_granted_credits_are_signed():
+    """Staff corrections take credits back: a day's grants may sum below zero."""
+    assert not refused(lambda: flow_day(granted=Decimal("-25")))
+
+
+@pytest.mark.parametrize("currency", ["usd", "US", "U$D", "12A", ""])
+@pytest.mark.parametrize(
+    ("constraint", "make_row"),
+    [
+        ("plan_currency_iso_4217", lambda currency: PlanFactory(currency=currency)),
+        (
+            "credit_package_currency_iso_4217",
+            lambda currency: CreditPackage.objects.create(
+                code="bad-currency", name="Bad", credits=Decimal("10"), price_minor=100, currency=currency
+            ),
+        ),
+        ("invoice_currency_iso_4217", lambda currency: InvoiceFactory(currency=currency)),
+        ("revenue_daily_currency_iso_4217", lambda currency: revenue_day(currency=currency)),
+    ],
+    ids=["plan", "package", "invoice", "revenue"],
+)
+def test_currency_is_an_iso_4217_code(constraint, make_row, currency):
+    assert refusing_constraint(lambda: make_row(currency)) == constraint
+    assert not refused(lambda: make_row("EUR"))
