@@ -68,10 +68,6 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user_id}@{self.org_id} ({self.role})"
 
-    @property
-    def is_org_admin(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.ADMIN)
-
 
 API_KEY_PREFIX_LENGTH = 8
 

@@ -12,6 +12,7 @@ from ops_center.api.fields import (
     SlugField,
     StrictIntegerField,
     cursor_field,
+    limit_field,
 )
 from orgs.models import Membership
 
@@ -70,7 +71,7 @@ class MembersUsageParams(QueryParams):
     days = StrictIntegerField(required=False, min_value=1, max_value=366, default=30)
     sort = serializers.ChoiceField(choices=["-usage", "usage"], required=False, default="-usage")
     cursor = cursor_field()
-    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = limit_field()
 
 
 class MemberUsageOut(serializers.Serializer):
@@ -95,7 +96,7 @@ class SubscriptionFilters(QueryParams):
     period_end_after = serializers.DateTimeField(required=False)
     period_end_before = serializers.DateTimeField(required=False)
     cursor = cursor_field()
-    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = limit_field()
 
 
 class SubscriptionRowOut(serializers.Serializer):

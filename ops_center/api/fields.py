@@ -22,6 +22,7 @@ from rest_framework.fields import empty
 
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS
 from ops_center.api.converters import MAX_ID
+from ops_center.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]{1,4})?$"
 _AMOUNT = re.compile(r"[0-9]+(\.[0-9]{1,4})?", re.ASCII)
@@ -127,6 +128,11 @@ class SlugField(_WholeString, serializers.SlugField):
 
 class RegexField(_WholeString, serializers.RegexField):
     """DRF's RegexField (``^...$`` patterns), refusing a trailing newline as the documented pattern does."""
+
+
+def limit_field() -> StrictIntegerField:
+    """A page size: every paged endpoint takes the same bounds and default."""
+    return StrictIntegerField(required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT)
 
 
 def cursor_field() -> RegexField:

@@ -27,23 +27,6 @@ class InvalidCursor(ApiError):
     default_detail = "The cursor is malformed or was tampered with."
 
 
-class InvalidLimit(ApiError):
-    default_code = "invalid_limit"
-    default_detail = f"limit must be an integer from 1 to {MAX_LIMIT}."
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw in (None, ""):
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError as exc:
-        raise InvalidLimit() from exc
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidLimit()
-    return limit
-
-
 def _salt(scope: str) -> str:
     return f"{_SALT}:{scope}"
 

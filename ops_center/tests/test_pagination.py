@@ -11,6 +11,7 @@ from billing.models import CreditTransaction
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, CreditTransactionFactory
 from conftest import SchemaCheckedClient
+from ops_center.api.pagination import MAX_LIMIT
 from ops_center.tests.test_api_errors import assert_error
 from orgs.tests.factories import MembershipFactory, UserFactory
 
@@ -95,16 +96,14 @@ def test_limits_at_the_bounds_are_accepted(user_api, user, limit):
     assert len(page["results"]) == min(limit, 3)
 
 
-@pytest.mark.parametrize("limit", ["101", "0", "-1", "abc", "1.5", "20x"])
+@pytest.mark.parametrize("limit", [str(MAX_LIMIT + 1), "0", "-1", "abc", "1.5", "20x"])
 def test_out_of_range_or_non_integer_limit_is_400(user_api, user, limit):
     buy(user, 3)
 
     response = user_api.get(TRANSACTIONS, {"limit": limit})
 
-    error = assert_error(response, 400, response.json()["error"]["code"])
-    assert error["code"] in ("validation_error", "invalid_limit")
-    if error["code"] == "validation_error":
-        assert "limit" in error["details"]
+    error = assert_error(response, 400, "validation_error")
+    assert "limit" in error["details"]
 
 
 def tamper(cursor: str, position: int) -> str:

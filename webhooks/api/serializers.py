@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from ops_center.api.fields import QueryParams, StrictIntegerField, cursor_field
+from ops_center.api.fields import QueryParams, cursor_field, limit_field
 from webhooks.models import SUBSCRIBABLE_EVENTS, EventType, WebhookDelivery, WebhookEndpoint
 from webhooks.targets import MAX_URL_LENGTH
 
@@ -99,4 +99,4 @@ class DeliveryPageOut(serializers.Serializer):
 
 class DeliveryParams(QueryParams):
     cursor = cursor_field()
-    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = limit_field()
