@@ -36,6 +36,7 @@ from billing.models import (
 )
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, format_minor_units
 from billing.services import credits_adjust
+from ops_center.errors import ApplicationError
 from orgs.models import User
 
 
@@ -219,6 +220,9 @@ class CreditAccountAdmin(SearchByUserAdmin, ReadOnlyAdmin):
                 self.message_user(
                     request, f"{account.user}: balance {account.balance} cannot cover {amount}.", messages.ERROR
                 )
+                continue
+            except ApplicationError as refusal:
+                self.message_user(request, f"{account.user}: {refusal.message}", messages.ERROR)
                 continue
             self.message_user(request, f"{account.user}: {amount:+} credits, balance now {result.balance}.")
         return None

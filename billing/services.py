@@ -20,6 +20,7 @@ from billing import alerts, rollups, selectors
 from billing.errors import (
     AllocationBelowUsage,
     InsufficientCredits,
+    InvalidAdjustment,
     InvalidCost,
     NotAMember,
     OrgNotFound,
@@ -248,9 +249,9 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
     """
     amount = to_credits(amount)
     if amount == ZERO_CREDITS:
-        raise ValueError("an adjustment must change the balance")
+        raise InvalidAdjustment("An adjustment must change the balance.", code="adjustment_is_zero")
     if not reason.strip():
-        raise ValueError("an adjustment needs a reason")
+        raise InvalidAdjustment("An adjustment needs a reason.", code="adjustment_reason_missing")
     moved = _apply_to_account(user_id=user.pk, delta=amount)
     if moved is None:
         raise _shortfall(-amount, selectors.personal_balance(user.pk))

@@ -1,13 +1,10 @@
 """Errors about organizations, shared by every app that serves org URLs."""
 
-from rest_framework import status
-
-from ops_center.api.exceptions import ApiError
+from ops_center.errors import NotFound
 
 
-class OrgNotFound(ApiError):
+class OrgNotFound(NotFound):
     """Also raised for orgs the caller is not in, so their existence is not revealed."""
 
-    status_code = status.HTTP_404_NOT_FOUND
     default_code = "org_not_found"
-    default_detail = "No such organization."
+    default_message = "No such organization."

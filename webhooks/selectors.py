@@ -2,21 +2,19 @@
 
 from django.db.models import F, Q
 
-from ops_center.api.exceptions import ApiError
 from ops_center.api.pagination import keyset_page
+from ops_center.errors import NotFound
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
-class EndpointNotFound(ApiError):
-    status_code = 404
+class EndpointNotFound(NotFound):
     default_code = "webhook_not_found"
-    default_detail = "No such webhook endpoint."
+    default_message = "No such webhook endpoint."
 
 
-class DeliveryNotFound(ApiError):
-    status_code = 404
+class DeliveryNotFound(NotFound):
     default_code = "webhook_delivery_not_found"
-    default_detail = "No such delivery of this webhook endpoint."
+    default_message = "No such delivery of this webhook endpoint."
 
 
 def owned(*, user_id: int | None, org_id: int | None):

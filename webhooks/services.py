@@ -8,24 +8,24 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ops_center.api.exceptions import ApiError, Conflict
+from ops_center.errors import ApplicationError, Conflict
 from webhooks import conf, metrics, outbox, signing, targets
 from webhooks.models import EventType, WebhookDelivery, WebhookEndpoint
 
 
-class InvalidTarget(ApiError):
+class InvalidTarget(ApplicationError):
     default_code = "invalid_webhook_url"
-    default_detail = "This URL cannot receive webhooks."
+    default_message = "This URL cannot receive webhooks."
 
 
 class TooManyEndpoints(Conflict):
     default_code = "too_many_webhook_endpoints"
-    default_detail = "This account or organization has as many webhook endpoints as it may."
+    default_message = "This account or organization has as many webhook endpoints as it may."
 
 
 class EndpointDisabled(Conflict):
     default_code = "webhook_endpoint_disabled"
-    default_detail = "This endpoint is disabled; enable it first (PATCH enabled=true)."
+    default_message = "This endpoint is disabled; enable it first (PATCH enabled=true)."
 
 
 def _checked_url(url: str) -> str:

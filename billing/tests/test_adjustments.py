@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.errors import InsufficientCredits
+from billing.errors import InsufficientCredits, InvalidAdjustment
 from billing.models import CreditAccount, CreditTransaction
 from billing.services import credits_adjust, credits_purchase
 from orgs.tests.factories import UserFactory
@@ -54,8 +54,12 @@ def test_an_adjustment_can_never_take_a_balance_below_zero(staff, user):
     assert CreditTransaction.objects.filter(user=user).count() == 1
 
 
-@pytest.mark.parametrize(("amount", "reason"), [(Decimal("0"), "nothing"), (Decimal("5"), "   ")])
-def test_an_adjustment_needs_an_amount_and_a_reason(staff, user, amount, reason):
-    with pytest.raises(ValueError):  # noqa: PT011 - either message is the point
+@pytest.mark.parametrize(
+    ("amount", "reason", "code"),
+    [(Decimal("0"), "nothing", "adjustment_is_zero"), (Decimal("5"), "   ", "adjustment_reason_missing")],
+)
+def test_an_adjustment_needs_an_amount_and_a_reason(staff, user, amount, reason, code):
+    with pytest.raises(InvalidAdjustment) as refused:
         credits_adjust(actor=staff, user=user, amount=amount, reason=reason)
+    assert refused.value.code == code
     assert not CreditTransaction.objects.exists()

@@ -1,6 +1,7 @@
 """One error shape for every API response: {"error": {"code", "message", "details"}}.
 
-DRF exceptions go through ``exception_handler``; Django's own 404/500 under
+DRF exceptions, and the DRF-free ``ApplicationError`` refusals of services and
+selectors, go through ``exception_handler``; Django's own 404/500 under
 /api/ through ``json_404``/``json_500``; a database that cannot be reached
 becomes a 503 in ``DatabaseUnavailableMiddleware``. No HTML and no stack trace
 ever reach an API client.
@@ -11,10 +12,13 @@ import logging
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
-from rest_framework import exceptions
+from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from ops_center.api.exceptions import ApiError, ServiceUnavailable
+from ops_center.errors import ApplicationError, Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +39,22 @@ DRF_CODES = {
 }
 
 
+REFUSAL_STATUS = {
+    Refusal.INVALID: status.HTTP_400_BAD_REQUEST,
+    Refusal.NOT_FOUND: status.HTTP_404_NOT_FOUND,
+    Refusal.CONFLICT: status.HTTP_409_CONFLICT,
+    Refusal.PAYMENT_REQUIRED: status.HTTP_402_PAYMENT_REQUIRED,
+}
+
+
 def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.details), status=REFUSAL_STATUS[exc.refusal])
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, (OperationalError, InterfaceError)):

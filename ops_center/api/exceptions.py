@@ -1,7 +1,6 @@
-"""The API's own errors: each a status, a stable code, a message and details.
-
-Kept apart from the handlers in ``errors`` so parsers and services can raise
-them without importing DRF's views.
+"""Errors of the HTTP layer itself (parsing, idempotency headers, cursors, outages): each a
+status, a stable code, a message and details. Services and selectors raise the
+DRF-free ``ops_center.errors.ApplicationError`` instead.
 """
 
 from rest_framework import exceptions, status
@@ -17,18 +16,6 @@ class ApiError(exceptions.APIException):
     def __init__(self, message: str | None = None, *, details: dict | None = None, code: str | None = None):
         super().__init__(message or self.default_detail, code or self.default_code)
         self.details = details or {}
-
-
-class PaymentRequired(ApiError):
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-    default_code = "payment_required"
-    default_detail = "Payment required."
-
-
-class Conflict(ApiError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-    default_detail = "The request conflicts with the current state."
 
 
 class RequestTooLarge(ApiError):

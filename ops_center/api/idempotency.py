@@ -31,6 +31,7 @@ from rest_framework.response import Response
 
 from ops_center.api.exceptions import ApiError, Unprocessable
 from ops_center.api.renderers import json_default
+from ops_center.errors import ApplicationError
 from ops_center.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -69,7 +70,7 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
                 raise _KeyTaken
     except _KeyTaken:
         return _replay(_stored(request.user.pk, key), request_fingerprint)
-    except (APIException, IntegrityError):  # refused, or beaten to the ledger's own unique key
+    except (ApplicationError, APIException, IntegrityError):  # refused, or beaten to the ledger's own unique key
         stored = _stored(request.user.pk, key)
         if stored is None:
             raise
