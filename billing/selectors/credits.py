@@ -201,7 +201,7 @@ def _first_pages_from_db(user_id: int) -> list[dict]:
     for start in range(0, max(len(rows), 1), DEFAULT_LIMIT):
         results = rows[start : start + DEFAULT_LIMIT]
         more = start + DEFAULT_LIMIT < len(rows)
-        next_cursor = encode_cursor(results[-1]["created_at"], results[-1]["id"]) if more else None
+        next_cursor = encode_cursor(results[-1]) if more else None
         pages.append({"results": results, "next_cursor": next_cursor})
     pages[-1]["next_cursor"] = last_cursor  # None unless rows lie beyond the cached pages
     return pages

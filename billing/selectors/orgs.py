@@ -1,16 +1,16 @@
 """Reads for org billing: subscriptions, pools, allocations and member usage."""
 
 import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from django.db.models import DecimalField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditAllocation, CreditPool, Subscription, UsageDaily
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, ZERO_CREDITS, to_credits
 from ops_center import cache, replicas
-from ops_center.api.pagination import DEFAULT_LIMIT, InvalidCursor, read_cursor, sign_cursor
+from ops_center.api.pagination import DEFAULT_LIMIT, SortKey, keyset_page
 from orgs.models import Membership
 
 DEFAULT_USAGE_DAYS = 30
@@ -112,13 +112,17 @@ def member_allocation(*, org_id: int, user_id: int) -> dict:
     }
 
 
+def _finite_credits(value) -> Decimal:
+    credits = Decimal(value)
+    if not credits.is_finite():
+        raise ValueError("not a finite amount")
+    return credits
+
+
 MEMBER_SORTS = {
-    # sort name -> (ORDER BY, keyset filter builder)
-    "-usage": (
-        ("-window_credits", "user_id"),
-        lambda c, u: Q(window_credits__lt=c) | Q(window_credits=c, user_id__gt=u),
-    ),
-    "usage": (("window_credits", "user_id"), lambda c, u: Q(window_credits__gt=c) | Q(window_credits=c, user_id__gt=u)),
+    # sort name -> keyset order; the window's credits travel in the cursor as a string, as in the API
+    sort: (SortKey("window_credits", descending=sort == "-usage", dump=str, load=_finite_credits), SortKey("user_id"))
+    for sort in ("-usage", "usage")
 }
 
 
@@ -136,6 +140,13 @@ def members_usage_page(
     return _members_usage_from_db(org_id, days, sort, limit, cursor), False
 
 
+def _rounded(rows: list[dict]) -> list[dict]:
+    """Computed columns: SQLite returns their sums unrounded, PostgreSQL already at 4 places."""
+    for row in rows:
+        row.update({name: to_credits(row[name]) for name in ("window_credits", "allocated", "used")})
+    return rows
+
+
 def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor: str | None) -> dict:
     since = timezone.now().date() - datetime.timedelta(days=days - 1)
     window_usage = (
@@ -151,28 +162,17 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
         allocated=Coalesce(Subquery(allocation.values("allocated_credits")[:1], output_field=CREDITS), zero),
         used=Coalesce(Subquery(allocation.values("used_credits")[:1], output_field=CREDITS), zero),
     )
-    ordering, after = MEMBER_SORTS[sort]
-    # The sort is part of the scope: a "-usage" cursor means nothing in "usage" order.
-    scope = f"org.members_usage:{sort}"
-    if cursor:
-        window_credits, user_id = read_cursor(cursor, 2, scope=scope)
-        try:
-            window_credits = Decimal(window_credits)
-        except (InvalidOperation, TypeError) as exc:
-            raise InvalidCursor() from exc
-        if not window_credits.is_finite() or type(user_id) is not int:
-            raise InvalidCursor()
-        members = members.filter(after(window_credits, user_id))
     columns = ("user_id", "user__username", "role", "window_credits", "allocated", "used")
-    page = members.order_by(*ordering).values(*columns)
-    rows = replicas.read(lambda: list(page[: limit + 1]), org_id=org_id)  # a caught-up replica, else the primary
-    for row in rows:
-        # Computed columns: SQLite returns their sums unrounded, PostgreSQL already at 4 places.
-        row.update({name: to_credits(row[name]) for name in ("window_credits", "allocated", "used")})
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = sign_cursor([str(rows[-1]["window_credits"]), rows[-1]["user_id"]], scope=scope)
+    rows, next_cursor = keyset_page(
+        members.values(*columns),
+        cursor=cursor,
+        limit=limit,
+        # The sort is part of the scope: a "-usage" cursor means nothing in "usage" order.
+        scope=f"org.members_usage:{sort}",
+        order=MEMBER_SORTS[sort],
+        # A caught-up replica, else the primary.
+        fetch=lambda page: _rounded(replicas.read(lambda: list(page), org_id=org_id)),
+    )
     return {
         "days": days,
         "results": [
@@ -192,6 +192,7 @@ def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor
 
 
 SUBSCRIPTIONS_SCOPE = "org.subscriptions"
+NEWEST_SUBSCRIPTION_FIRST = (SortKey("id", descending=True),)
 
 
 def subscriptions_page(
@@ -213,23 +214,24 @@ def subscriptions_page(
         queryset = queryset.filter(current_period_end__gte=period_end_after)
     if period_end_before:
         queryset = queryset.filter(current_period_end__lt=period_end_before)
-    if cursor:
-        (last_id,) = read_cursor(cursor, 1, scope=SUBSCRIPTIONS_SCOPE)
-        if type(last_id) is not int:
-            raise InvalidCursor()
-        queryset = queryset.filter(id__lt=last_id)
-    page = queryset.order_by("-id").values(
-        "id",
-        "org_id",
-        "org__name",
-        "plan__code",
-        "status",
-        "current_period_start",
-        "current_period_end",
-        "cancel_at_period_end",
+    rows, next_cursor = keyset_page(
+        queryset.values(
+            "id",
+            "org_id",
+            "org__name",
+            "plan__code",
+            "status",
+            "current_period_start",
+            "current_period_end",
+            "cancel_at_period_end",
+        ),
+        cursor=cursor,
+        limit=limit,
+        scope=SUBSCRIPTIONS_SCOPE,
+        order=NEWEST_SUBSCRIPTION_FIRST,
+        # A replica within REPLICA_MAX_LAG_SECONDS, else the primary.
+        fetch=lambda page: replicas.read(lambda: list(page)),
     )
-    rows = replicas.read(lambda: list(page[: limit + 1]))  # a replica within REPLICA_MAX_LAG_SECONDS, else the primary
-    next_cursor = sign_cursor([rows[limit - 1]["id"]], scope=SUBSCRIPTIONS_SCOPE) if len(rows) > limit else None
     return {
         "results": [
             {
@@ -242,7 +244,7 @@ def subscriptions_page(
                 "current_period_end": row["current_period_end"],
                 "cancel_at_period_end": row["cancel_at_period_end"],
             }
-            for row in rows[:limit]
+            for row in rows
         ],
         "next_cursor": next_cursor,
     }
