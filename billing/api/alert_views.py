@@ -6,8 +6,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import alerts
+from billing.api.fields import AmountField
 from billing.api.serializers import credits_field
-from ops_center.api.fields import AmountField
 from ops_center.api.schema import ORG_ID_PATH, error_responses
 from webhooks.api.permissions import IsOrgAdminOrStaff
 

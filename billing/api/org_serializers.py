@@ -2,10 +2,10 @@
 
 from rest_framework import serializers
 
+from billing.api.fields import AmountField
 from billing.api.serializers import TransactionOut, credits_field
 from billing.models import Plan, Subscription
 from ops_center.api.fields import (
-    AmountField,
     IdField,
     InputSerializer,
     QueryParams,

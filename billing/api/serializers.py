@@ -2,10 +2,10 @@
 
 from rest_framework import serializers
 
+from billing.api.fields import AmountField
 from billing.models import TransactionType
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, CREDIT_QUANTUM
 from ops_center.api.fields import (
-    AmountField,
     IdField,
     InputSerializer,
     QueryParams,

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from billing.api.fields import AMOUNT_PATTERN
 from billing.models import (
     CreditAccount,
     CreditAllocation,
@@ -16,7 +17,6 @@ from billing.models import (
 )
 from billing.services import credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory
-from ops_center.api.fields import AMOUNT_PATTERN
 from ops_center.api.parsers import MAX_DEPTH
 from ops_center.models import IdempotencyRecord
 from ops_center.tests.openapi import openapi_schema
