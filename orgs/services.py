@@ -4,8 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ops_center import cache
-from ops_center.api.authentication import principal_cache_key
-from ops_center.api.keys import hash_api_key
+from ops_center.api.keys import hash_api_key, principal_cache_key
 from orgs.models import ApiKey, User, generate_api_key
 
 

@@ -13,7 +13,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from ops_center import cache
-from ops_center.api.authentication import principal_cache_key
+from ops_center.api.keys import principal_cache_key
 from orgs.models import ApiKey, Membership
 from orgs.selectors import role_cache_part
 

@@ -30,7 +30,7 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 
 from ops_center import cache
-from ops_center.api.keys import hash_api_key
+from ops_center.api.keys import PRINCIPAL_NAMESPACE, hash_api_key, principal_part
 from ops_center.api.renderers import json_default
 
 # Principals are small; the bound only keeps a scan of random keys from growing a worker without limit.
@@ -137,7 +137,7 @@ def serve(read: FastRead, request: HttpRequest, url_kwargs: UrlKwargs, headers: 
     query = _parse_query(request, read.query)
     if query is None:
         return None
-    wanted = [("user_tier", f"apikey_{key_hash}"), *read.keys(user_id, url_kwargs, query)]
+    wanted = [(PRINCIPAL_NAMESPACE, principal_part(key_hash)), *read.keys(user_id, url_kwargs, query)]
     entries = cache.get_entries(wanted)
     if entries is None:
         return None

@@ -8,8 +8,7 @@ from django.utils import timezone
 
 from billing.services import credits_purchase
 from ops_center import cache
-from ops_center.api.authentication import principal_cache_key
-from ops_center.api.keys import hash_api_key
+from ops_center.api.keys import hash_api_key, principal_cache_key
 from ops_center.tests.test_api_errors import assert_error
 from orgs.models import ApiKey
 from orgs.services import api_key_create, api_key_revoke

@@ -6,21 +6,16 @@ id, username, staff flag, tier) is cached under the key's hash in the
 ``last_used_at`` is refreshed on cache misses, so it is accurate to one TTL.
 """
 
-from django.apps import apps
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from ops_center import cache
 from ops_center.api import fast_reads
-from ops_center.api.keys import hash_api_key
+from ops_center.api.keys import PRINCIPAL_NAMESPACE, hash_api_key, principal_part
+from orgs.models import ApiKey, User
 
 KEYWORD = "Bearer"
-
-
-def principal_cache_key(key_hash: str) -> str:
-    return cache.make_key("user_tier", f"apikey_{key_hash}")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -38,23 +33,22 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def principal_for(self, raw_key: str):
         key_hash = hash_api_key(raw_key)
-        principal = cache.get("user_tier", f"apikey_{key_hash}")
+        principal = cache.get(PRINCIPAL_NAMESPACE, principal_part(key_hash))
         if principal is None:
             principal = self._load_principal(key_hash)
-            cache.set("user_tier", f"apikey_{key_hash}", value=principal)
+            cache.set(PRINCIPAL_NAMESPACE, principal_part(key_hash), value=principal)
         fast_reads.remember_key_owner(key_hash, principal["user_id"])
         return self._user_from(principal), principal["key_id"]
 
     def _load_principal(self, key_hash: str) -> dict:
-        api_key_model = apps.get_model("orgs", "ApiKey")
         api_key = (
-            api_key_model.objects.select_related("user")
+            ApiKey.objects.select_related("user")
             .filter(key_hash=key_hash, revoked_at__isnull=True, user__is_active=True)
             .first()
         )
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        api_key_model.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
         user = api_key.user
         return {
             "key_id": api_key.pk,
@@ -67,9 +61,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     @staticmethod
     def _user_from(principal: dict):
-        user_model = apps.get_model(settings.AUTH_USER_MODEL)
         # An in-memory user built from the cache; it is never saved.
-        return user_model(
+        return User(
             pk=principal["user_id"],
             username=principal["username"],
             is_staff=principal["is_staff"],
