@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
-from analytics.api import serializers as io
+from analytics.api import serializers
 from ops_center.api.fast_reads import FastRead, FastReadMixin, matching, one_of, whole_number
 from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import error_responses
@@ -23,7 +23,7 @@ class PlatformAnalyticsView(FastReadMixin, APIView):
     @extend_schema(
         operation_id="analytics_platform",
         summary="Users, orgs, subscriptions, MRR, revenue and credits over 30 days, top orgs (staff)",
-        responses={200: io.PlatformOut, **error_responses(401, 403, 503)},
+        responses={200: serializers.PlatformOut, **error_responses(401, 403, 503)},
     )
     def get(self, request):
         data, hit = selectors.platform_analytics()
@@ -34,7 +34,7 @@ def _trends_key(_user_id, _kwargs, query):
     return [selectors.revenue_trends_key(**{**TREND_DEFAULTS, **query})]
 
 
-TREND_DEFAULTS = {name: field.default for name, field in io.TrendParams().fields.items()}
+TREND_DEFAULTS = {name: field.default for name, field in serializers.TrendParams().fields.items()}
 
 
 class RevenueTrendsView(FastReadMixin, APIView):
@@ -52,11 +52,11 @@ class RevenueTrendsView(FastReadMixin, APIView):
     @extend_schema(
         operation_id="analytics_revenue_trends",
         summary="Revenue per day, week or month, subscriptions and purchases apart, with no gaps (staff)",
-        parameters=[io.TrendParams],
-        responses={200: io.TrendsOut, **error_responses(400, 401, 403, 503)},
+        parameters=[serializers.TrendParams],
+        responses={200: serializers.TrendsOut, **error_responses(400, 401, 403, 503)},
     )
     def get(self, request):
-        params = io.TrendParams(data=request.query_params)
+        params = serializers.TrendParams(data=request.query_params)
         params.is_valid(raise_exception=True)
         data, hit = selectors.revenue_trends(**params.validated_data)
         return with_cache_header(Response(data), hit)

@@ -6,8 +6,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import selectors, services
-from billing.api import org_serializers as io
-from billing.api.views import transaction_out
+from billing.api import org_serializers
+from billing.api.serializers import transaction_out
 from billing.errors import PoolNotFound, SubscriptionNotFound
 from billing.selectors.orgs import DEFAULT_USAGE_DAYS, credit_pool_key, members_usage_key, subscription_key
 from ops_center.api.fast_reads import FastRead, FastReadMixin, exactly
@@ -52,7 +52,7 @@ class OrgSubscriptionView(FastReadMixin, APIView):
         operation_id="org_subscription",
         summary="The org's current subscription (members, admins, staff)",
         parameters=[ORG_ID_PATH],
-        responses={200: io.SubscriptionOut, **ORG_READ_ERRORS},
+        responses={200: org_serializers.SubscriptionOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
         subscription, hit = selectors.org_subscription(org_id)
@@ -69,7 +69,7 @@ class OrgCreditPoolView(FastReadMixin, APIView):
         operation_id="org_credit_pool",
         summary="The org's credit pool: total, allocated, used, available, next refresh (admins, staff)",
         parameters=[ORG_ID_PATH],
-        responses={200: io.PoolOut, **ORG_READ_ERRORS},
+        responses={200: org_serializers.PoolOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
         pool, hit = selectors.org_credit_pool(org_id)
@@ -85,7 +85,7 @@ class OwnAllocationView(APIView):
         operation_id="org_own_allocation",
         summary="The caller's own allocation in the org (any member)",
         parameters=[ORG_ID_PATH],
-        responses={200: io.MemberAllocationOut, **ORG_READ_ERRORS},
+        responses={200: org_serializers.MemberAllocationOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
         return Response(selectors.member_allocation(org_id=org_id, user_id=request.user.pk))
@@ -97,12 +97,15 @@ class AllocationsView(APIView):
     @extend_schema(
         operation_id="org_allocate",
         summary="Set a member's allocation from the pool (owners and admins)",
-        request=io.AllocationIn,
+        request=org_serializers.AllocationIn,
         parameters=[ORG_ID_PATH, IDEMPOTENCY_HEADER],
-        responses={200: io.AllocationWriteOut, **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)},
+        responses={
+            200: org_serializers.AllocationWriteOut,
+            **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
+        },
     )
     def post(self, request, org_id: int):
-        body = io.AllocationIn(data=request.data)
+        body = org_serializers.AllocationIn(data=request.data)
         body.is_valid(raise_exception=True)
 
         def allocate(_idempotency_key):
@@ -129,11 +132,11 @@ class MembersUsageView(FastReadMixin, APIView):
     @extend_schema(
         operation_id="org_members_usage",
         summary="Each member's allocation, use and usage in a window, cursor-paginated (admins, staff)",
-        parameters=[ORG_ID_PATH, io.MembersUsageParams],
-        responses={200: io.MembersUsagePageOut, **ORG_READ_ERRORS},
+        parameters=[ORG_ID_PATH, org_serializers.MembersUsageParams],
+        responses={200: org_serializers.MembersUsagePageOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
-        params = io.MembersUsageParams(data=request.query_params)
+        params = org_serializers.MembersUsageParams(data=request.query_params)
         params.is_valid(raise_exception=True)
         page, hit = selectors.members_usage_page(org_id=org_id, **params.validated_data)
         return with_cache_header(Response(page), hit)
@@ -145,10 +148,10 @@ class SubscriptionsView(APIView):
     @extend_schema(
         operation_id="subscriptions_list",
         summary="Every subscription, newest first, filterable (staff)",
-        parameters=[io.SubscriptionFilters],
-        responses={200: io.SubscriptionPageOut, **error_responses(400, 401, 403, 503)},
+        parameters=[org_serializers.SubscriptionFilters],
+        responses={200: org_serializers.SubscriptionPageOut, **error_responses(400, 401, 403, 503)},
     )
     def get(self, request):
-        filters = io.SubscriptionFilters(data=request.query_params)
+        filters = org_serializers.SubscriptionFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
         return Response(selectors.subscriptions_page(**filters.validated_data))

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from billing.api.fields import AmountField
 from billing.models import TransactionType
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, CREDIT_QUANTUM
+from billing.selectors.credits import TRANSACTION_COLUMNS
 from ops_center.api.fields import (
     IdField,
     InputSerializer,
@@ -68,7 +69,14 @@ class BalanceOut(serializers.Serializer):
     total_available = credits_field()
 
 
+def transaction_out(row) -> dict:
+    """A ledger row as the API shows it after a write: the same columns the history pages select."""
+    return {column: getattr(row, column) for column in TRANSACTION_COLUMNS}
+
+
 class TransactionOut(serializers.Serializer):
+    """Documents ``transaction_out`` and the history rows; a test holds its fields to TRANSACTION_COLUMNS."""
+
     id = serializers.IntegerField()
     transaction_type = serializers.ChoiceField(choices=TransactionType.choices)
     amount = credits_field()

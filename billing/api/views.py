@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import selectors, services
-from billing.api import serializers as io
+from billing.api import serializers
 from billing.models import CreditPackage
 from billing.selectors.credits import balance_key, cached_page_after, history_pages_key, usage_summary_key
 from ops_center.api.fast_reads import FastRead, FastReadMixin, any_text, exactly
@@ -16,19 +16,6 @@ from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
 
 READ_ERRORS = error_responses(400, 401, 503)
 WRITE_ERRORS = error_responses(400, 401, 402, 403, 404, 413, 415, 422, 429, 503)
-
-
-def transaction_out(row) -> dict:
-    return {
-        "id": row.id,
-        "transaction_type": row.transaction_type,
-        "amount": row.amount,
-        "credits_before": row.credits_before,
-        "credits_after": row.credits_after,
-        "description": row.description,
-        "org_id": row.org_id,
-        "created_at": row.created_at,
-    }
 
 
 def _cached_value(_principal, _kwargs, _query, values):
@@ -46,7 +33,7 @@ class BalanceView(FastReadMixin, APIView):
     @extend_schema(
         operation_id="credits_balance",
         summary="The caller's credit balance, org allocations and total available",
-        responses={200: io.BalanceOut, **READ_ERRORS},
+        responses={200: serializers.BalanceOut, **READ_ERRORS},
     )
     def get(self, request):
         data, hit = selectors.balance_for(request.user.pk)
@@ -63,11 +50,11 @@ class UsageSummaryView(FastReadMixin, APIView):
     @extend_schema(
         operation_id="credits_usage_summary",
         summary="Credits used per day and per service over a window",
-        parameters=[io.SummaryParams],
-        responses={200: io.UsageSummaryOut, **READ_ERRORS},
+        parameters=[serializers.SummaryParams],
+        responses={200: serializers.UsageSummaryOut, **READ_ERRORS},
     )
     def get(self, request):
-        params = io.SummaryParams(data=request.query_params)
+        params = serializers.SummaryParams(data=request.query_params)
         params.is_valid(raise_exception=True)
         data, hit = selectors.usage_summary(request.user.pk, params.validated_data["days"])
         return with_cache_header(Response(data), hit)
@@ -83,11 +70,11 @@ class TransactionsView(FastReadMixin, APIView):
     @extend_schema(
         operation_id="credits_transactions",
         summary="The caller's ledger, newest first, cursor-paginated",
-        parameters=[io.TransactionFilters],
-        responses={200: io.TransactionPageOut, **READ_ERRORS},
+        parameters=[serializers.TransactionFilters],
+        responses={200: serializers.TransactionPageOut, **READ_ERRORS},
     )
     def get(self, request):
-        filters = io.TransactionFilters(data=request.query_params)
+        filters = serializers.TransactionFilters(data=request.query_params)
         filters.is_valid(raise_exception=True)
         page, hit = selectors.transactions_page(user_id=request.user.pk, **filters.validated_data)
         return with_cache_header(Response(page), hit)
@@ -97,7 +84,7 @@ class PackagesView(APIView):
     @extend_schema(
         operation_id="credits_packages",
         summary="Credit packages on sale",
-        responses={200: io.PackageOut(many=True), **error_responses(401)},
+        responses={200: serializers.PackageOut(many=True), **error_responses(401)},
     )
     def get(self, request):
         packages = CreditPackage.objects.filter(is_active=True).values(
@@ -110,12 +97,12 @@ class PurchaseView(APIView):
     @extend_schema(
         operation_id="credits_purchase",
         summary="Buy a credit package or a custom number of credits",
-        request=io.PurchaseInput,
+        request=serializers.PurchaseInput,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: io.CreditsWriteOut, **WRITE_ERRORS},
+        responses={201: serializers.CreditsWriteOut, **WRITE_ERRORS},
     )
     def post(self, request):
-        body = io.PurchaseInput(data=request.data)
+        body = serializers.PurchaseInput(data=request.data)
         body.is_valid(raise_exception=True)
 
         def purchase(idempotency_key):
@@ -126,7 +113,7 @@ class PurchaseView(APIView):
                 idempotency_key=idempotency_key,
             )
             payload = {
-                "transaction": transaction_out(result.transaction),
+                "transaction": serializers.transaction_out(result.transaction),
                 "balance": result.balance,
                 "invoice_id": result.invoice.pk,
             }
@@ -139,16 +126,18 @@ class UsageView(APIView):
     @extend_schema(
         operation_id="credits_consume",
         summary="Meter usage: debit credits atomically, or answer 402 with the shortfall",
-        request=io.UsageInput,
+        request=serializers.UsageInput,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: io.CreditsWriteOut, **WRITE_ERRORS},
+        responses={201: serializers.CreditsWriteOut, **WRITE_ERRORS},
     )
     def post(self, request):
-        body = io.UsageInput(data=request.data)
+        body = serializers.UsageInput(data=request.data)
         body.is_valid(raise_exception=True)
 
         def consume(idempotency_key):
             result = services.credits_consume(user=request.user, idempotency_key=idempotency_key, **body.validated_data)
-            return Response({"transaction": transaction_out(result.transaction), "balance": result.balance}, status=201)
+            return Response(
+                {"transaction": serializers.transaction_out(result.transaction), "balance": result.balance}, status=201
+            )
 
         return run_idempotent(request, consume)

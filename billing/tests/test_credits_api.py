@@ -4,7 +4,9 @@ from decimal import Decimal
 
 import pytest
 
+from billing.api.serializers import TransactionOut
 from billing.models import CreditAccount, CreditTransaction, Invoice, UsageDaily
+from billing.selectors.credits import TRANSACTION_COLUMNS
 from billing.services import credits_adjust, credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory
 from orgs.tests.factories import MembershipFactory, UserFactory
@@ -214,3 +216,7 @@ def test_a_custom_purchase_is_described_in_plain_words(user_api, credits, descri
 
     assert response.status_code == 201
     assert response.json()["transaction"]["description"] == description
+
+
+def test_a_written_ledger_row_is_shown_with_the_columns_history_selects():
+    assert list(TransactionOut().fields) == list(TRANSACTION_COLUMNS)

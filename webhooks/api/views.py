@@ -14,7 +14,7 @@ from ops_center.api.converters import ID_SCHEMA
 from ops_center.api.idempotency import run_idempotent
 from ops_center.api.schema import IDEMPOTENCY_HEADER, ORG_ID_PATH, error_responses
 from webhooks import selectors, services
-from webhooks.api import serializers as io
+from webhooks.api import serializers
 from webhooks.api.permissions import IsOrgAdminOrStaff
 
 ENDPOINT_ID_PATH = OpenApiParameter(
@@ -81,7 +81,7 @@ class _Endpoints(_Scoped):
         return Response({"results": [endpoint_out(endpoint) for endpoint in selectors.endpoints_of(**self.owner())]})
 
     def post(self, request, **kwargs):
-        body = io.EndpointIn(data=request.data)
+        body = serializers.EndpointIn(data=request.data)
         body.is_valid(raise_exception=True)
 
         def create(_idempotency_key):
@@ -96,7 +96,7 @@ class _Endpoint(_Scoped):
         return Response(endpoint_out(self.endpoint()))
 
     def patch(self, request, **kwargs):
-        body = io.EndpointPatch(data=request.data)
+        body = serializers.EndpointPatch(data=request.data)
         body.is_valid(raise_exception=True)
         endpoint = services.endpoint_update(endpoint=self.endpoint(), **body.validated_data)
         return Response(endpoint_out(endpoint))
@@ -125,7 +125,7 @@ class _RotateSecret(_Scoped):
 
 class _Deliveries(_Scoped):
     def get(self, request, **kwargs):
-        params = io.DeliveryParams(data=request.query_params)
+        params = serializers.DeliveryParams(data=request.query_params)
         params.is_valid(raise_exception=True)
         page = selectors.deliveries_page(
             endpoint=self.endpoint(), cursor=params.validated_data.get("cursor"), limit=params.validated_data["limit"]
@@ -175,12 +175,17 @@ def _declare(base, *, org: bool, operations: dict):
 
 
 ENDPOINTS_OPERATIONS = {
-    "get": ("list", "List {where} webhook endpoints", [], {"responses": {200: io.EndpointListOut, **READ_ERRORS}}),
+    "get": (
+        "list",
+        "List {where} webhook endpoints",
+        [],
+        {"responses": {200: serializers.EndpointListOut, **READ_ERRORS}},
+    ),
     "post": (
         "create",
         "Register a webhook endpoint for {where} events; the answer holds its secret, shown once",
         [IDEMPOTENCY_HEADER],
-        {"request": io.EndpointIn, "responses": {201: io.EndpointCreatedOut, **WRITE_ERRORS}},
+        {"request": serializers.EndpointIn, "responses": {201: serializers.EndpointCreatedOut, **WRITE_ERRORS}},
     ),
 }
 ENDPOINT_OPERATIONS = {
@@ -188,22 +193,22 @@ ENDPOINT_OPERATIONS = {
         "read",
         "One of {where} webhook endpoints",
         [ENDPOINT_ID_PATH],
-        {"responses": {200: io.EndpointOut, **READ_ERRORS}},
+        {"responses": {200: serializers.EndpointOut, **READ_ERRORS}},
     ),
     "patch": (
         "update",
         "Change the URL, events or description of one of {where} endpoints, or disable or enable it",
         [ENDPOINT_ID_PATH],
         {
-            "request": io.EndpointPatch,
-            "responses": {200: io.EndpointOut, **error_responses(400, 401, 403, 404, 413, 415, 429, 503)},
+            "request": serializers.EndpointPatch,
+            "responses": {200: serializers.EndpointOut, **error_responses(400, 401, 403, 404, 413, 415, 429, 503)},
         },
     ),
     "delete": (
         "delete",
         "Delete one of {where} webhook endpoints and its delivery log",
         [ENDPOINT_ID_PATH],
-        {"responses": {200: io.DeletedOut, **error_responses(401, 403, 404, 429, 503)}},
+        {"responses": {200: serializers.DeletedOut, **error_responses(401, 403, 404, 429, 503)}},
     ),
 }
 ROTATE_OPERATIONS = {
@@ -211,15 +216,15 @@ ROTATE_OPERATIONS = {
         "rotate_secret",
         "A new signing secret; the old one keeps signing (a second signature) for 24 hours",
         [ENDPOINT_ID_PATH, IDEMPOTENCY_HEADER],
-        {"request": None, "responses": {200: io.SecretOut, **WRITE_ERRORS}},
+        {"request": None, "responses": {200: serializers.SecretOut, **WRITE_ERRORS}},
     ),
 }
 DELIVERIES_OPERATIONS = {
     "get": (
         "deliveries",
         "The endpoint's deliveries newest first: status, attempts, last response code and time, next retry",
-        [ENDPOINT_ID_PATH, io.DeliveryParams],
-        {"responses": {200: io.DeliveryPageOut, **READ_ERRORS}},
+        [ENDPOINT_ID_PATH, serializers.DeliveryParams],
+        {"responses": {200: serializers.DeliveryPageOut, **READ_ERRORS}},
     ),
 }
 REDELIVER_OPERATIONS = {
@@ -227,7 +232,7 @@ REDELIVER_OPERATIONS = {
         "redeliver",
         "Send a delivery's event to the endpoint again (a new delivery, the same webhook-id)",
         [ENDPOINT_ID_PATH, DELIVERY_ID_PATH, IDEMPOTENCY_HEADER],
-        {"request": None, "responses": {202: io.DeliveryOut, **WRITE_ERRORS}},
+        {"request": None, "responses": {202: serializers.DeliveryOut, **WRITE_ERRORS}},
     ),
 }
 TEST_OPERATIONS = {
@@ -235,7 +240,7 @@ TEST_OPERATIONS = {
         "test",
         "Queue a ping event to this endpoint",
         [ENDPOINT_ID_PATH, IDEMPOTENCY_HEADER],
-        {"request": None, "responses": {202: io.DeliveryOut, **WRITE_ERRORS}},
+        {"request": None, "responses": {202: serializers.DeliveryOut, **WRITE_ERRORS}},
     ),
 }
 
