@@ -13,8 +13,9 @@ from decimal import Decimal
 from locust import FastHttpUser, tag
 from locust.exception import StopUser
 
+from billing.demo.keys_csv import KeysFileError
 from loadtests import profile
-from loadtests.principals import KeysFileError, Principal
+from loadtests.key_pool import LeasedKey
 from loadtests.runtime import COUNTERS, pool_for
 from loadtests.schedule import CONSTANT, Pacer, constant_users
 
@@ -40,7 +41,7 @@ def error_code(response) -> str | None:
 class ApiUser(FastHttpUser):
     abstract = True
     persona = ""
-    principal: Principal
+    principal: LeasedKey
 
     def on_start(self):
         try:
@@ -51,7 +52,7 @@ class ApiUser(FastHttpUser):
             COUNTERS.count("setup_errors")
             self.principal = None
             raise StopUser() from exc
-        self.headers = self.principal.auth_header
+        self.headers = self.principal.key.auth_header
         self.requests_sent = 0
         options = self.environment.parsed_options
         self.pacer = None
@@ -79,7 +80,7 @@ class ApiUser(FastHttpUser):
         return self.client.request(method, API + path, name=name, headers=headers, catch_response=True, **kwargs)
 
     def context(self):
-        return {"username": self.principal.username if getattr(self, "principal", None) else None}
+        return {"username": self.principal.key.username if getattr(self, "principal", None) else None}
 
 
 class EndUser(ApiUser):
@@ -150,7 +151,7 @@ class OrgAdmin(ApiUser):
 
     def on_start(self):
         super().on_start()
-        self.org = f"/org-billing/organizations/{self.principal.org_id}"
+        self.org = f"/org-billing/organizations/{self.principal.key.org_id}"
         self.members: list[dict] = []
         self.pool_available: Decimal | None = None
 

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from locust.runners import WorkerRunner
 
+from billing.demo.keys_csv import read_keys_csv
+from loadtests.key_pool import KeyPool
 from loadtests.metrics import RunCounters, endpoint_figures, print_report, write_outputs
-from loadtests.principals import PrincipalPool, read_keys_csv
 from loadtests.profile import constant_users_for
 from loadtests.schedule import CONSTANT, STAGED, constant_users, staged_duration, stages_for
 from loadtests.thresholds import EXIT_SETUP_ERROR, EXIT_THRESHOLD_BREACHED, Observed, Thresholds, breaches, evaluate
@@ -14,7 +15,7 @@ from loadtests.thresholds import EXIT_SETUP_ERROR, EXIT_THRESHOLD_BREACHED, Obse
 logger = logging.getLogger(__name__)
 COUNTERS = RunCounters()
 
-_pools: dict[tuple, PrincipalPool] = {}
+_pools: dict[tuple, KeyPool] = {}
 
 THRESHOLD_OPTIONS = {
     # option name -> Thresholds field
@@ -99,7 +100,7 @@ def thresholds_from(options) -> Thresholds:
     )
 
 
-def pool_for(environment) -> PrincipalPool:
+def pool_for(environment) -> KeyPool:
     """This process's principals: with N workers (--expect-workers), worker i takes every N-th row from i."""
     options = environment.parsed_options
     partition, partitions = 0, 1
@@ -114,7 +115,7 @@ def pool_for(environment) -> PrincipalPool:
         partition = environment.runner.worker_index % partitions
     key = (options.keys_file, partition, partitions)
     if key not in _pools:
-        _pools[key] = PrincipalPool(read_keys_csv(options.keys_file), partition, partitions)
+        _pools[key] = KeyPool(read_keys_csv(options.keys_file), partition, partitions)
     return _pools[key]
 
 

@@ -8,19 +8,19 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from billing.demo.population import DemoUser, Principal
+from billing.demo.keys_csv import COLUMNS
+from billing.demo.population import ApiRole, DemoUser
 from ops_center.api.keys import hash_api_key
 from orgs.models import generate_api_key
 
-KEYS_CSV_HEADER = ("username", "role", "org_id", "api_key", "user_id")
 API_KEY_COLUMNS = ("user_id", "name", "prefix", "key_hash", "created_at")
 DEMO_KEY_NAME = "demo load test"
 # Enough distinct identities for the load-test personas; every staff user gets one.
 KEY_SAMPLE_LIMITS = {
-    Principal.USER: 200,
-    Principal.ORG_ADMIN: 100,
-    Principal.ORG_MEMBER: 100,
-    Principal.STAFF: None,
+    ApiRole.USER: 200,
+    ApiRole.ORG_ADMIN: 100,
+    ApiRole.ORG_MEMBER: 100,
+    ApiRole.STAFF: None,
 }
 
 
@@ -33,8 +33,8 @@ class IssuedKey:
 
 def issue_demo_keys(rng: random.Random, users: list[DemoUser]) -> list[IssuedKey]:
     issued = []
-    for principal, limit in KEY_SAMPLE_LIMITS.items():
-        candidates = [user for user in users if user.principal is principal]
+    for role, limit in KEY_SAMPLE_LIMITS.items():
+        candidates = [user for user in users if user.api_role is role]
         if limit is not None and len(candidates) > limit:
             candidates = rng.sample(candidates, limit)
         # Busiest first: the README's examples take each role's first row, and it has history to show.
@@ -52,7 +52,7 @@ def write_keys_csv(path: Path, issued: list[IssuedKey]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")  # shell tools read it line by line
-        writer.writerow(KEYS_CSV_HEADER)
+        writer.writerow(COLUMNS)
         for key in issued:
             org_id = "" if key.user.org_id is None else key.user.org_id
-            writer.writerow((key.user.username, key.user.principal.value, org_id, key.raw_key, key.user.id))
+            writer.writerow((key.user.username, key.user.api_role.value, org_id, key.raw_key, key.user.id))

@@ -41,8 +41,8 @@ PLAIN_USER_TIER_WEIGHTS = {"free": 60, "starter": 25, "pro": 12, "enterprise": 3
 STATUS_WEIGHTS = {"active": 65, "trialing": 10, "past_due": 10, "canceled": 15}
 
 
-class Principal(StrEnum):
-    """How a demo user reaches the API; the load tests pick personas by it."""
+class ApiRole(StrEnum):
+    """How a demo user reaches the API: the role column of the keys CSV, by which the load tests pick personas."""
 
     USER = "user"
     ORG_ADMIN = "org_admin"
@@ -50,14 +50,14 @@ class Principal(StrEnum):
     STAFF = "staff"
 
 
-USERNAME_PREFIXES = {Principal.STAFF: "staff", Principal.ORG_MEMBER: "member", Principal.USER: "user"}
+USERNAME_PREFIXES = {ApiRole.STAFF: "staff", ApiRole.ORG_MEMBER: "member", ApiRole.USER: "user"}
 
 
 @dataclass(slots=True)
 class DemoUser:
     id: int
     username: str
-    principal: Principal
+    api_role: ApiRole
     tier: str
     date_joined: datetime.datetime
     first_name: str = ""
@@ -76,7 +76,7 @@ class DemoUser:
 
     @property
     def is_staff(self) -> bool:
-        return self.principal is Principal.STAFF
+        return self.api_role is ApiRole.STAFF
 
 
 @dataclass(slots=True)
@@ -127,7 +127,7 @@ def plan_population(*, rng: random.Random, users: int, orgs: int, transactions: 
         raise ValueError(f"--users {users} is too small for --orgs {orgs}: need at least {users - plain}")
 
     demo_users = _draw_users(rng, now, staff=staff, org_principals=org_principals, plain=plain)
-    members = [user for user in demo_users if user.principal is Principal.ORG_MEMBER]
+    members = [user for user in demo_users if user.api_role is ApiRole.ORG_MEMBER]
     demo_orgs = _draw_orgs(rng, now, orgs, members)
     _assign_ledger_rows(rng, demo_users, {org.id: org for org in demo_orgs}, transactions, now)
     return Population(users=demo_users, orgs=demo_orgs)
@@ -137,19 +137,19 @@ def _draw_users(rng: random.Random, now, *, staff: int, org_principals: int, pla
     # Ids follow sign-up order, as a real sequence would; roles are scattered across it.
     joined = sorted(now - HISTORY + rng.random() * (HISTORY - DAY) for _ in range(1 + staff + org_principals + plain))
     # Org principals start out as members; _draw_orgs settles their roles and names.
-    principals = [Principal.STAFF] * staff + [Principal.ORG_MEMBER] * org_principals + [Principal.USER] * plain
-    rng.shuffle(principals)
-    admin = DemoUser(1, "admin", Principal.STAFF, "enterprise", joined[0], "Demo", "Admin", is_superuser=True)
+    roles = [ApiRole.STAFF] * staff + [ApiRole.ORG_MEMBER] * org_principals + [ApiRole.USER] * plain
+    rng.shuffle(roles)
+    admin = DemoUser(1, "admin", ApiRole.STAFF, "enterprise", joined[0], "Demo", "Admin", is_superuser=True)
     demo_users = [admin]
-    numbers = dict.fromkeys(Principal, 0)
-    for user_id, (principal, date_joined) in enumerate(zip(principals, joined[1:], strict=True), start=2):
-        numbers[principal] += 1
-        tier = _weighted(rng, PLAIN_USER_TIER_WEIGHTS) if principal is Principal.USER else "enterprise"
+    numbers = dict.fromkeys(ApiRole, 0)
+    for user_id, (role, date_joined) in enumerate(zip(roles, joined[1:], strict=True), start=2):
+        numbers[role] += 1
+        tier = _weighted(rng, PLAIN_USER_TIER_WEIGHTS) if role is ApiRole.USER else "enterprise"
         demo_users.append(
             DemoUser(
                 id=user_id,
-                username=f"{USERNAME_PREFIXES[principal]}{numbers[principal]}",
-                principal=principal,
+                username=f"{USERNAME_PREFIXES[role]}{numbers[role]}",
+                api_role=role,
                 tier=tier,
                 date_joined=date_joined,
                 first_name=rng.choice(FIRST_NAMES),
@@ -176,7 +176,7 @@ def _draw_orgs(rng: random.Random, now, count: int, members: list[DemoUser]) -> 
             prefix = "orgadmin" if role == "admin" else role
             numbers[prefix] += 1
             user.username = f"{prefix}{numbers[prefix]}"
-            user.principal = Principal.ORG_MEMBER if role == "member" else Principal.ORG_ADMIN
+            user.api_role = ApiRole.ORG_MEMBER if role == "member" else ApiRole.ORG_ADMIN
             user.tier, user.org_id, user.membership_role = org.plan.tier, org.id, role
             later = max(org.created_at, user.date_joined) + rng.random() * 7 * DAY
             user.joined_org_at = org.created_at if role == "owner" else min(later, now - HOUR)

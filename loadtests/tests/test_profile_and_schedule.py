@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from billing.demo.keys_csv import DemoKey, KeysFileError, read_keys_csv
+from loadtests.key_pool import KeyPool
 from loadtests.metrics import RunCounters
-from loadtests.principals import KeysFileError, Principal, PrincipalPool, read_keys_csv
 from loadtests.profile import Thresholds, scaled_stages
 from loadtests.schedule import CONSTANT, STAGED, Pacer, shape_tick
 from loadtests.tests.conftest import PROJECT_DIR
@@ -112,9 +113,9 @@ def keys_file(tmp_path, rows):
 
 
 def test_principals_are_exclusive_while_there_are_enough_then_shared(tmp_path):
-    pool = PrincipalPool(read_keys_csv(keys_file(tmp_path, ["u1,user,,k1", "u2,user,,k2", "a1,org_admin,7,k3"])))
+    pool = KeyPool(read_keys_csv(keys_file(tmp_path, ["u1,user,,k1", "u2,user,,k2", "a1,org_admin,7,k3"])))
     first, second = pool.lease("user"), pool.lease("user")
-    assert (first.username, second.username) == ("u1", "u2")
+    assert (first.key.username, second.key.username) == ("u1", "u2")
     assert first.exclusive
     assert second.exclusive
     third = pool.lease("user")
@@ -124,15 +125,15 @@ def test_principals_are_exclusive_while_there_are_enough_then_shared(tmp_path):
     assert first.exclusive
     assert first.leases == 2  # a workflow that started before the share can tell
     admin = pool.lease("org_admin")
-    assert (admin.org_id, admin.auth_header) == (7, {"Authorization": "Bearer k3"})
+    assert (admin.key.org_id, admin.key.auth_header) == (7, {"Authorization": "Bearer k3"})
     with pytest.raises(KeysFileError, match="no principal with role 'staff'"):
         pool.lease("staff")
 
 
 def test_workers_take_disjoint_slices_of_the_keys():
-    principals = [Principal(f"u{i}", "user", None, f"k{i}") for i in range(6)]
-    slices = [PrincipalPool(principals, partition=i, partitions=3).by_role["user"] for i in range(3)]
-    assert [[p.username for p in part] for part in slices] == [["u0", "u3"], ["u1", "u4"], ["u2", "u5"]]
+    keys = [DemoKey(f"u{i}", "user", None, f"k{i}") for i in range(6)]
+    slices = [KeyPool(keys, partition=i, partitions=3).by_role["user"] for i in range(3)]
+    assert [[leased.key.username for leased in part] for part in slices] == [["u0", "u3"], ["u1", "u4"], ["u2", "u5"]]
 
 
 def test_a_missing_keys_file_says_how_to_make_one(tmp_path):

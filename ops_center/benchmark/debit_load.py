@@ -14,7 +14,6 @@ gunicorn process group that listens on the host's port), then the medians.
 """
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -25,6 +24,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from billing.demo.keys_csv import read_keys_csv
 from ops_center.benchmark import server_cpu
 from ops_center.benchmark.floor_compare import parse_wrk
 
@@ -36,8 +36,7 @@ MIN_BALANCE = 5
 
 def funded_keys(host: str, keys_csv: Path) -> list[str]:
     """The `user` keys whose balance covers a run, best-funded first."""
-    with keys_csv.open(newline="") as rows:
-        candidates = [row["api_key"] for row in csv.DictReader(rows) if row["role"] == "user"]
+    candidates = [key.api_key for key in read_keys_csv(keys_csv) if key.role == "user"]
     balances = []
     for key in candidates:
         request = urllib.request.Request(f"{host}/api/v1/credits/balance", headers={"Authorization": f"Bearer {key}"})  # noqa: S310

@@ -14,7 +14,6 @@ run, then the medians and the ratio balance/floor.
 """
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from billing.demo.keys_csv import read_keys_csv
 from ops_center.benchmark import server_cpu
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -58,11 +58,10 @@ def parse_wrk(output: str) -> dict:
 
 
 def first_user_key(keys: Path) -> str:
-    with keys.open(newline="") as rows:
-        for row in csv.DictReader(rows):
-            if row.get("role") == "user":
-                return row["api_key"]
-    raise ValueError(f"{keys} has no principal of role user")
+    for key in read_keys_csv(keys):
+        if key.role == "user":
+            return key.api_key
+    raise ValueError(f"{keys} has no key of role user")
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, str]:

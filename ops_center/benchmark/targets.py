@@ -1,9 +1,9 @@
-"""The report's seven endpoints, and the principals from the keys CSV that call them."""
+"""The report's seven endpoints, and the demo keys (seed_demo's keys CSV) that call them."""
 
-import csv
 import re
 from dataclasses import dataclass
-from pathlib import Path
+
+from billing.demo.keys_csv import DemoKey
 
 ORG_ID_PLACEHOLDER = "{id}"
 ROLES = ("user", "org_admin", "org_member", "staff")
@@ -37,50 +37,24 @@ REPORT_ENDPOINTS = (
 
 
 @dataclass(frozen=True)
-class Principal:
-    username: str
-    role: str
-    org_id: int | None
-    api_key: str
-
-
-@dataclass(frozen=True)
 class Target:
     """An endpoint as the benchmark calls it: one (path, principal) per client slot, used round robin."""
 
     endpoint: Endpoint
-    calls: tuple[tuple[str, Principal], ...]
+    calls: tuple[tuple[str, DemoKey], ...]
 
 
-def read_principals(path: Path) -> list[Principal]:
-    """Principals from a seed_demo keys CSV: username,role,org_id,api_key,user_id."""
-    with path.open(newline="") as keys_file:
-        reader = csv.DictReader(keys_file)
-        missing = {"username", "role", "org_id", "api_key"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
-        return [
-            Principal(
-                username=row["username"],
-                role=row["role"],
-                org_id=int(row["org_id"]) if row["org_id"] else None,
-                api_key=row["api_key"],
-            )
-            for row in reader
-        ]
-
-
-def resolve_targets(selectors: list[str], principals: list[Principal], default_role: str) -> list[Target]:
+def resolve_targets(selectors: list[str], keys: list[DemoKey], default_role: str) -> list[Target]:
     """Turn --endpoint values (``all``, a report path with or without a real id, any other path) into targets."""
     targets: list[Target] = []
     for selector in selectors:
         if selector == "all":
-            targets.extend(_target(endpoint, principals, org_id=None) for endpoint in REPORT_ENDPOINTS)
+            targets.extend(_target(endpoint, keys, org_id=None) for endpoint in REPORT_ENDPOINTS)
             continue
         endpoint, org_id = _match_report_endpoint(selector)
         if endpoint is None:
             endpoint = Endpoint(selector, default_role)
-        targets.append(_target(endpoint, principals, org_id=org_id))
+        targets.append(_target(endpoint, keys, org_id=org_id))
     return targets
 
 
@@ -95,17 +69,17 @@ def _match_report_endpoint(path: str) -> tuple[Endpoint | None, int | None]:
     return None, None
 
 
-def _target(endpoint: Endpoint, principals: list[Principal], org_id: int | None) -> Target:
-    callers = [principal for principal in principals if principal.role == endpoint.role]
+def _target(endpoint: Endpoint, keys: list[DemoKey], org_id: int | None) -> Target:
+    callers = [key for key in keys if key.role == endpoint.role]
     if endpoint.needs_org:
-        callers = [principal for principal in callers if principal.org_id is not None]
+        callers = [caller for caller in callers if caller.org_id is not None]
         if org_id is not None:
             # A given id is benchmarked as that org's own admins when the CSV has them.
-            callers = [principal for principal in callers if principal.org_id == org_id] or callers
+            callers = [caller for caller in callers if caller.org_id == org_id] or callers
     if not callers:
         raise ValueError(f"the keys file has no '{endpoint.role}' principal to call {endpoint.template}")
     calls = tuple(
-        (endpoint.template.replace(ORG_ID_PLACEHOLDER, str(principal.org_id if org_id is None else org_id)), principal)
-        for principal in callers
+        (endpoint.template.replace(ORG_ID_PLACEHOLDER, str(caller.org_id if org_id is None else org_id)), caller)
+        for caller in callers
     )
     return Target(endpoint=endpoint, calls=calls)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from billing.demo.keys_csv import DemoKey
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
 from ops_center.benchmark import server_cpu
 from ops_center.benchmark.stats import COMPARED_FIGURES, compare, percentile
-from ops_center.benchmark.targets import REPORT_ENDPOINTS, Principal, resolve_targets
+from ops_center.benchmark.targets import REPORT_ENDPOINTS, resolve_targets
 from ops_center.tests.live_server import PROJECT_DIR, LiveGunicorn, project_env
 from orgs.models import Membership
 from orgs.services import api_key_create
@@ -329,16 +330,16 @@ def test_plot_draws_a_png_with_the_baseline_beside_the_run(server, keys_csv, tmp
 
 # Endpoint resolution and statistics, without a server.
 
-PRINCIPALS = [
-    Principal("u1", "user", None, "key-u1"),
-    Principal("a1", "org_admin", 7, "key-a1"),
-    Principal("a2", "org_admin", 9, "key-a2"),
-    Principal("s1", "staff", None, "key-s1"),
+KEYS = [
+    DemoKey("u1", "user", None, "key-u1"),
+    DemoKey("a1", "org_admin", 7, "key-a1"),
+    DemoKey("a2", "org_admin", 9, "key-a2"),
+    DemoKey("s1", "staff", None, "key-s1"),
 ]
 
 
 def test_all_is_the_report_endpoints_each_called_by_its_role_with_real_org_ids():
-    targets = resolve_targets(["all"], PRINCIPALS, default_role="user")
+    targets = resolve_targets(["all"], KEYS, default_role="user")
 
     assert [target.endpoint for target in targets] == list(REPORT_ENDPOINTS)
     callers = [[who.username for _, who in target.calls] for target in targets]
@@ -350,7 +351,7 @@ def test_all_is_the_report_endpoints_each_called_by_its_role_with_real_org_ids()
 
 
 def test_a_path_with_a_real_id_is_called_by_that_orgs_admin_and_filed_under_its_template():
-    (target,) = resolve_targets(["/api/v1/org-billing/organizations/9/credit-pool"], PRINCIPALS, "user")
+    (target,) = resolve_targets(["/api/v1/org-billing/organizations/9/credit-pool"], KEYS, "user")
 
     assert target.endpoint.label == "GET /api/v1/org-billing/organizations/{id}/credit-pool"
     assert [(path, who.username) for path, who in target.calls] == [
@@ -360,7 +361,7 @@ def test_a_path_with_a_real_id_is_called_by_that_orgs_admin_and_filed_under_its_
 
 def test_a_missing_role_is_an_error_not_a_skipped_endpoint():
     with pytest.raises(ValueError, match="no 'staff' principal"):
-        resolve_targets(["all"], [p for p in PRINCIPALS if p.role != "staff"], "user")
+        resolve_targets(["all"], [p for p in KEYS if p.role != "staff"], "user")
 
 
 @pytest.mark.parametrize("p", [1, 50, 95, 99, 100])

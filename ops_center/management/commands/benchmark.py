@@ -9,11 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from billing.demo.keys_csv import read_keys_csv
 from ops_center.benchmark import report, server_cpu
 from ops_center.benchmark.plot import plot_latencies
 from ops_center.benchmark.runner import CLOCK, Runner, RunSettings
 from ops_center.benchmark.stats import PERCENTILE_METHOD, compare, summarize
-from ops_center.benchmark.targets import ROLES, read_principals, resolve_targets
+from ops_center.benchmark.targets import ROLES, resolve_targets
 
 # A cold run that still sees this share of hits is not flushing the server's cache.
 COLD_HIT_WARNING_PCT = 50
@@ -81,7 +82,10 @@ class Command(BaseCommand):
             "--keys", type=Path, default=settings.VAR_DIR / "demo-keys.csv", help="seed_demo --keys-out CSV."
         )
         parser.add_argument(
-            "--role", choices=ROLES, default="user", help="Principal for a PATH that is not a report endpoint."
+            "--role",
+            choices=ROLES,
+            default="user",
+            help="The role whose keys call a PATH that is not a report endpoint.",
         )
         parser.add_argument(
             "--mode",
@@ -102,8 +106,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         baseline = self._load_baseline(options["compare"])
         try:
-            principals = read_principals(options["keys"])
-            targets = resolve_targets(options["endpoint"] or ["all"], principals, options["role"])
+            keys = read_keys_csv(options["keys"])
+            targets = resolve_targets(options["endpoint"] or ["all"], keys, options["role"])
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         run_settings = RunSettings(

@@ -1,12 +1,11 @@
-import csv
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.demo.keys_csv import DemoKey, KeysFileError, read_keys_csv
+
 # The roles seed_demo writes, in the order the load-test personas are described.
 ROLES = ("user", "org_admin", "org_member", "staff")
-# The columns this command reads; seed_demo writes these and more.
-KEYS_COLUMNS = ("username", "role", "org_id", "api_key")
 
 
 class Command(BaseCommand):
@@ -34,19 +33,17 @@ class Command(BaseCommand):
             )
             return
         self.stdout.write(f"  API keys, one per role (all in {keys_path}):")
-        for row in self._first_key_per_role(keys_path):
-            org = f" in org {row['org_id']}" if row["org_id"] else ""
-            self.stdout.write(f"    {row['role']:<11} {row['username']}{org}")
-            self.stdout.write(
-                f'      curl -H "Authorization: Bearer {row["api_key"]}" {base_url}/api/v1/credits/balance'
-            )
+        for key in self._first_key_per_role(keys_path):
+            org = f" in org {key.org_id}" if key.org_id else ""
+            self.stdout.write(f"    {key.role:<11} {key.username}{org}")
+            self.stdout.write(f'      curl -H "Authorization: Bearer {key.api_key}" {base_url}/api/v1/credits/balance')
 
-    def _first_key_per_role(self, path: Path) -> list[dict]:
-        with path.open(newline="") as keys_file:
-            reader = csv.DictReader(keys_file)
-            if not set(KEYS_COLUMNS) <= set(reader.fieldnames or ()):
-                raise CommandError(f"{path} is not a seed_demo key file: expected the columns {','.join(KEYS_COLUMNS)}")
-            first = {}
-            for row in reader:
-                first.setdefault(row["role"], row)
+    def _first_key_per_role(self, path: Path) -> list[DemoKey]:
+        try:
+            keys = read_keys_csv(path)
+        except KeysFileError as exc:
+            raise CommandError(str(exc)) from exc
+        first = {}
+        for key in keys:
+            first.setdefault(key.role, key)
         return [first[role] for role in ROLES if role in first]
