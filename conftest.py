@@ -5,15 +5,9 @@ from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.urls import Resolver404, resolve
-from rest_framework.test import APIClient
 
-from ops_center.tests.openapi import assert_matches_schema
-from orgs.services import api_key_create
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.tests.factories import UserFactory
-
-API_PREFIX = "/api/v1/"
-UNDOCUMENTED = ("/api/v1/schema/", "/api/v1/docs/")
 
 
 @pytest.fixture(autouse=True)
@@ -44,32 +38,6 @@ def pytest_collection_modifyitems(config, items):
         if marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "PostgreSQL only")
             item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {reason}"))
-
-
-class SchemaCheckedClient(APIClient):
-    """An API client that checks every documented JSON response against the OpenAPI schema."""
-
-    def request(self, **request):
-        response = super().request(**request)
-        path = request["PATH_INFO"]
-        documented = path.startswith(API_PREFIX) and not path.startswith(UNDOCUMENTED) and _resolves(path)
-        if documented and response.status_code < 500:
-            assert_matches_schema(request["REQUEST_METHOD"], path, response.status_code, response.json())
-        return response
-
-    def as_user(self, user) -> "SchemaCheckedClient":
-        _, raw_key = api_key_create(user=user, name="tests")
-        self.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-        self.raw_key = raw_key
-        return self
-
-
-def _resolves(path: str) -> bool:
-    try:
-        resolve(path)
-        return True
-    except Resolver404:
-        return False
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from billing.models import CreditFlowDaily, OrgUsageDaily, RevenueDaily, UsageDaily, UserActivity
 from billing.services import credits_adjust, credits_consume, credits_purchase, pool_allocate
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
-from conftest import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

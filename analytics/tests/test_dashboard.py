@@ -7,13 +7,11 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.utils import timezone
 
 from analytics.dashboard import credit_flow_daily
-from billing import rollups
-from billing.models import CreditFlowDaily, Invoice
+from billing.models import CreditFlowDaily
 from billing.services import credits_consume, credits_purchase
-from billing.tests.factories import InvoiceFactory, PlanFactory, SubscriptionFactory
+from billing.tests.factories import PlanFactory, SubscriptionFactory, paid_subscription_invoice
 from orgs.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,29 +23,6 @@ DATA_SCRIPT = re.compile(r'<script id="dashboard-data" type="application/json">(
 
 def at(day: datetime.date, hour: int = 12):
     return time_machine.travel(datetime.datetime.combine(day, datetime.time(hour), tzinfo=datetime.UTC), tick=False)
-
-
-def paid_subscription_invoice(subscription, *, amount_minor: int) -> None:
-    """A subscription period charged now, with the revenue rollup the renewal keeps."""
-    now = timezone.now()
-    InvoiceFactory(
-        source=Invoice.Source.SUBSCRIPTION,
-        user=None,
-        org=subscription.org,
-        subscription=subscription,
-        amount_minor=amount_minor,
-        credits=Decimal(0),
-        period_start=now,
-        period_end=now + datetime.timedelta(days=30),
-        paid_at=now,
-    )
-    rollups.revenue_recorded(
-        day=now.date(),
-        currency="USD",
-        source=Invoice.Source.SUBSCRIPTION,
-        amount_minor=amount_minor,
-        shard_key=subscription.org_id,
-    )
 
 
 @pytest.fixture

@@ -38,9 +38,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from analytics.selectors import period_starts
-from analytics.tests.test_dashboard import paid_subscription_invoice
 from billing.services import credits_consume, credits_purchase
-from billing.tests.factories import PlanFactory, SubscriptionFactory
+from billing.tests.factories import PlanFactory, SubscriptionFactory, paid_subscription_invoice
 from orgs.tests.factories import UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_catalog")]

@@ -4,6 +4,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
+from billing import rollups
 from billing.models import (
     CreditAccount,
     CreditAllocation,
@@ -92,3 +93,26 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
     credits = Decimal("1000")
     status = Invoice.Status.PAID
     paid_at = factory.LazyFunction(timezone.now)
+
+
+def paid_subscription_invoice(subscription, *, amount_minor: int) -> None:
+    """A subscription period charged now, with the revenue rollup the renewal keeps."""
+    now = timezone.now()
+    InvoiceFactory(
+        source=Invoice.Source.SUBSCRIPTION,
+        user=None,
+        org=subscription.org,
+        subscription=subscription,
+        amount_minor=amount_minor,
+        credits=Decimal(0),
+        period_start=now,
+        period_end=now + datetime.timedelta(days=30),
+        paid_at=now,
+    )
+    rollups.revenue_recorded(
+        day=now.date(),
+        currency="USD",
+        source=Invoice.Source.SUBSCRIPTION,
+        amount_minor=amount_minor,
+        shard_key=subscription.org_id,
+    )

@@ -16,10 +16,10 @@ from billing.models import CreditTransaction
 from billing.selectors.credits import CACHED_PAGES
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, CreditTransactionFactory, PlanFactory, SubscriptionFactory
-from conftest import SchemaCheckedClient
 from ops_center import cache
 from ops_center.api import fast_reads
 from ops_center.api.keys import hash_api_key
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.models import ApiKey
 from orgs.services import api_key_revoke
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory

@@ -7,7 +7,7 @@ import pytest
 from billing.models import CreditAllocation, CreditPool, CreditTransaction, Subscription
 from billing.services import credits_consume
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory, PlanFactory, SubscriptionFactory
-from conftest import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.models import Membership
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 

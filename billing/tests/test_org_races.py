@@ -10,7 +10,7 @@ from billing.errors import AllocationBelowUsage, InsufficientCredits, PoolExhaus
 from billing.models import CreditAllocation, CreditPool, CreditTransaction
 from billing.services import credits_consume, pool_allocate
 from billing.tests.factories import CreditPoolFactory
-from conftest import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient
 from ops_center.tests.threads import run_in_threads
 from orgs.tests.factories import MembershipFactory, OrganizationFactory
 

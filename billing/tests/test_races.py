@@ -8,7 +8,7 @@ from django.db.models import Sum
 from billing.models import CreditAccount, CreditAllocation, CreditPool, CreditTransaction, Invoice
 from billing.services import credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory
-from conftest import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient
 from ops_center.tests.threads import run_in_threads
 from orgs.tests.factories import MembershipFactory
 

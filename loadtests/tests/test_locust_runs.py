@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from loadtests.tests.conftest import PROJECT_DIR, tool
+from loadtests.tests.support import PROJECT_DIR, tool
 from loadtests.thresholds import EXIT_THRESHOLD_BREACHED
 
 # Only so that pytest-django creates the test database; the data comes from the live_api fixture.

@@ -17,7 +17,7 @@ from loadtests.key_pool import KeyPool
 from loadtests.metrics import RunCounters
 from loadtests.profile import Thresholds, scaled_stages
 from loadtests.schedule import CONSTANT, STAGED, Pacer, shape_tick
-from loadtests.tests.conftest import PROJECT_DIR
+from loadtests.tests.support import PROJECT_DIR
 from loadtests.thresholds import Observed, breaches, evaluate
 
 # (seconds into the run, users): the report's stages 0→100 in 30 s, 100 for 1 min, →500 in 30 s,

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from loadtests.tests.conftest import PROJECT_DIR, tool
+from loadtests.tests.support import PROJECT_DIR, tool
 from ops_center.benchmark.server_cpu import _parents
 
 # Generous: these runs check the CPU figures, not this shared machine's speed.

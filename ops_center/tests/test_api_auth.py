@@ -9,7 +9,7 @@ from django.utils import timezone
 from billing.services import credits_purchase
 from ops_center import cache
 from ops_center.api.keys import hash_api_key, principal_cache_key
-from ops_center.tests.test_api_errors import assert_error
+from ops_center.tests.api_support import assert_error
 from orgs.models import ApiKey
 from orgs.services import api_key_create, api_key_revoke
 from orgs.tests.factories import UserFactory

@@ -1,21 +1,19 @@
 """Every API error is one JSON envelope, {"error": {"code", "message", "details"}}, never HTML or a traceback."""
 
 import json
-import socket
-from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from rest_framework.test import APIClient
 
 from billing.models import CreditAccount, CreditTransaction, UsageDaily
 from billing.services import credits_purchase
-from conftest import SchemaCheckedClient
 from ops_center.api.throttling import WriteRateThrottle
 from ops_center.models import IdempotencyRecord
+from ops_center.tests.api_support import SchemaCheckedClient, assert_error
+from ops_center.tests.database import database_unreachable
 from ops_center.tests.urls_with_failing_view import SECRET_FAILURE_TEXT
 from orgs.tests.factories import UserFactory
 
@@ -24,39 +22,10 @@ pytestmark = pytest.mark.django_db
 USAGE = "/api/v1/credits/usage"
 BALANCE = "/api/v1/credits/balance"
 TRANSACTIONS = "/api/v1/credits/transactions"
-TRACEBACK_MARKERS = ("Traceback", 'File "', "most recent call last")
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    """The response is our JSON error envelope with this status and code; returns its "error" member."""
-    text = response.content.decode(errors="replace")
-    assert response.status_code == status, text[:500]
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    for marker in TRACEBACK_MARKERS:
-        assert marker not in text
-    assert "<html" not in text.lower()
-    assert "<!doctype" not in text.lower()
-    body = json.loads(text)
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
-    assert isinstance(error["code"], str)
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert isinstance(error["details"], dict)
-    assert error["code"] == code, error
-    return error
 
 
 def fund(user, credits: str = "100") -> None:
     credits_purchase(user=user, credits=Decimal(credits))
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # 400
@@ -406,22 +375,6 @@ def test_unhandled_exception_outside_api_is_django_html_500(api):
 
 
 # 503
-
-
-@contextmanager
-def database_unreachable():
-    """Point the default connection at a closed loopback port; restore it afterwards."""
-    saved = dict(connection.settings_dict)
-    try:
-        connection.close()
-        connection.settings_dict["HOST"] = "127.0.0.1"
-        connection.settings_dict["PORT"] = str(free_port())
-        yield saved
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(saved)
-        connection.close()
 
 
 def assert_503_without_leaks(response, saved_settings: dict) -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from conftest import SchemaCheckedClient
 from ops_center import cache
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

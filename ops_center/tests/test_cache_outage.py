@@ -9,22 +9,8 @@ from redis.exceptions import RedisError
 
 from billing.services import credits_purchase
 from ops_center import cache
-from ops_center.settings import redis_cache
-from ops_center.tests.redis_server import DisposableRedis
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def disposable_redis(settings):
-    server = DisposableRedis()
-    server.start()
-    settings.CACHE_BREAKER_COOLDOWN = 0.5
-    with override_settings(CACHES={"default": redis_cache(server.url)}):
-        cache.breaker.reset()
-        yield server
-    server.close()
-    cache.breaker.reset()
 
 
 @pytest.fixture

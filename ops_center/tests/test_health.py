@@ -4,12 +4,8 @@ import time
 
 import pytest
 from django.core.cache import cache as django_cache
-from django.test import override_settings
 
-from ops_center import cache
-from ops_center.settings import redis_cache
-from ops_center.tests.test_api_errors import database_unreachable
-from ops_center.tests.test_cache_outage import DisposableRedis
+from ops_center.tests.database import database_unreachable
 
 
 def test_healthz_answers_without_touching_the_database(client):
@@ -53,18 +49,6 @@ def test_readyz_is_503_when_the_database_refuses_connections(client):
     for leaked in (saved["NAME"], "refused", "127.0.0.1"):
         assert leaked not in text
     assert client.get("/readyz").status_code == 200  # and ready again once the database is back
-
-
-@pytest.fixture
-def disposable_redis(settings):
-    server = DisposableRedis()
-    server.start()
-    settings.CACHE_BREAKER_COOLDOWN = 0.5
-    with override_settings(CACHES={"default": redis_cache(server.url)}):
-        cache.breaker.reset()
-        yield server
-    server.stop()
-    cache.breaker.reset()
 
 
 @pytest.mark.django_db

@@ -10,9 +10,8 @@ from django.utils import timezone
 from billing.models import CreditTransaction
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, CreditTransactionFactory
-from conftest import SchemaCheckedClient
 from ops_center.api.pagination import MAX_LIMIT
-from ops_center.tests.test_api_errors import assert_error
+from ops_center.tests.api_support import SchemaCheckedClient, assert_error
 from orgs.tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -20,8 +20,8 @@ from django.db import connections, transaction
 from analytics.dashboard import dashboard_data
 from billing.services import credits_adjust, credits_consume, credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory, PlanFactory, SubscriptionFactory
-from conftest import SchemaCheckedClient
 from ops_center import replicas
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.models import Membership
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 

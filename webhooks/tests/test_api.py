@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from billing.services import credits_consume, credits_purchase
 from billing.tests.factories import CreditPoolFactory
-from conftest import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import endpoint_ping

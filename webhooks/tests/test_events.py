@@ -12,7 +12,7 @@ from billing import alerts
 from billing.cycles import pool_refresh, subscription_cancel, subscription_renew
 from billing.services import credits_adjust, credits_consume, credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory, PlanFactory, SubscriptionFactory
-from conftest import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient
 from ops_center.tests.threads import run_in_threads
 from orgs.tests.factories import MembershipFactory, UserFactory
 from webhooks.models import EventType, WebhookDelivery, WebhookEvent
