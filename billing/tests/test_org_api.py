@@ -7,7 +7,7 @@ import pytest
 from billing.models import CreditAllocation, CreditPool, CreditTransaction, Subscription
 from billing.services import credits_consume
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory, PlanFactory, SubscriptionFactory
-from ops_center.tests.api_support import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient, assert_error
 from orgs.models import Membership
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
@@ -206,32 +206,29 @@ def test_bad_allocations_are_refused_and_write_nothing(org, body, status, code):
     if body.get("user_id") == "outsider":
         body = {**body, "user_id": outsider.pk}
     body.setdefault("user_id", MembershipFactory(org=org).user.pk)
-    before = (
-        CreditTransaction.objects.count(),
-        CreditAllocation.objects.count(),
-        CreditPool.objects.get().allocated_credits,
-    )
+    before = ledger_and_pool_state()
 
     response = admin.post(f"/api/v1/org-billing/organizations/{org.pk}/credit-pool/allocations", body, format="json")
 
     assert response.status_code == status, response.content
     assert response.json()["error"]["code"] == code
-    after = (
-        CreditTransaction.objects.count(),
-        CreditAllocation.objects.count(),
-        CreditPool.objects.get().allocated_credits,
-    )
-    assert after == before
+    assert ledger_and_pool_state() == before
 
 
-def test_allocation_in_an_unknown_org_is_404(org):
+def test_allocation_in_an_unknown_org_is_404_org_not_found_and_writes_nothing(org):
     admin = client_for(org, "owner")
+    member = MembershipFactory(org=org).user
+    before = ledger_and_pool_state()
+
     response = admin.post(
         "/api/v1/org-billing/organizations/424242/credit-pool/allocations",
-        {"user_id": 1, "credits": "1"},
+        {"user_id": member.pk, "credits": "1"},
         format="json",
     )
-    assert response.status_code == 404
+
+    error = assert_error(response, 404, "org_not_found")
+    assert error["details"] == {"org_id": 424242}
+    assert ledger_and_pool_state() == before
 
 
 def test_members_usage_sorts_by_usage_and_pages_without_repeats(org):
