@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.admin_views import admin_dashboard
-from ops_center import health, metrics
+from ops_center import favicon, health, metrics
 from ops_center.api.cache_views import CacheHealthView, CacheStatsView
 
 handler404 = "ops_center.api.errors.handler404"
@@ -25,6 +25,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("favicon.ico", favicon.favicon, name="favicon"),
     path("api/v1/", include(api_v1)),
     path("admin/dashboard/", admin_dashboard, name="admin-dashboard"),
     path("admin/", admin.site.urls),
