@@ -17,7 +17,7 @@ from typing import Any
 from django.core import signing
 from django.db.models import Q, QuerySet
 
-from ops_center.api.exceptions import ApiError
+from ops_center.errors import ApplicationError
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -26,9 +26,11 @@ _SALT = "ops_center.cursor"
 TRANSACTIONS_SCOPE = "credits.transactions"
 
 
-class InvalidCursor(ApiError):
+class InvalidCursor(ApplicationError):
+    """Raised by selectors while they page, so it is a refusal of the domain's kind, not DRF's."""
+
     default_code = "invalid_cursor"
-    default_detail = "The cursor is malformed or was tampered with."
+    default_message = "The cursor is malformed or was tampered with."
 
 
 def _salt(scope: str) -> str:
