@@ -13,6 +13,7 @@ from ops_center.api.fields import (
     SlugField,
     StrictIntegerField,
     cursor_field,
+    limit_field,
 )
 
 
@@ -48,7 +49,7 @@ class TransactionFilters(QueryParams):
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
     cursor = cursor_field()
-    limit = StrictIntegerField(required=False, min_value=1, max_value=100, default=20)
+    limit = limit_field()
 
 
 class SummaryParams(QueryParams):
