@@ -19,4 +19,4 @@ USER app
 
 EXPOSE 8000
 ENV BIND=0.0.0.0:8000
-CMD ["gunicorn", "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi"]

@@ -40,6 +40,7 @@ install: $(RUNTIME_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
@@ -65,7 +66,7 @@ SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answ
 	webhooks/tests/test_api.py webhooks/tests/test_targets.py webhooks/tests/test_delivery.py
 
 test-sqlite: $(DEV_STAMP)
-	$(BIN)/python scripts/test_services.py -- env DJANGO_SETTINGS_MODULE=ops_center.settings_test_sqlite \
+	$(BIN)/python scripts/test_services.py -- env DJANGO_SETTINGS_MODULE=config.settings_test_sqlite \
 	  $(BIN)/pytest -p no:cacheprovider $(SQLITE_PASS) $(SQLITE_PYTEST_ARGS)
 
 # The API, race, replica and two-node tests through a throwaway pgBouncer (Debian's package) in
@@ -89,7 +90,7 @@ demo: $(RUNTIME_STAMP)
 run: demo
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	$(BIN)/python manage.py demo_info --keys var/demo-keys.csv --base-url http://$(HOST):$(PORT)
-	$(LOCAL_HTTP) BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
+	$(LOCAL_HTTP) BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c config/gunicorn.py config.wsgi
 
 # The load tests against a loopback server, e.g.
 #   make loadtest LOADTEST_ARGS="--tool both --headless --scale 0.1"

@@ -18,7 +18,7 @@ def _empty_cache():
     cache.clear()
 
 
-SQLITE_SETTINGS = "ops_center.settings_test_sqlite"
+SQLITE_SETTINGS = "config.settings_test_sqlite"
 
 
 @pytest.fixture(autouse=True, scope="session")

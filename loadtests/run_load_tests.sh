@@ -24,7 +24,7 @@ Usage: loadtests/run_load_tests.sh [options]
   --headless              Locust without its web UI; otherwise the UI is on http://127.0.0.1:8089
   --workers N             Locust: a master and N workers on this machine
   --results DIR           output folder (default results)
-  --serve                 start gunicorn (ops_center/gunicorn.conf.py) on --host's port against
+  --serve                 start gunicorn (config/gunicorn.py) on --host's port against
                           DATABASE_URL and REDIS_URL for the run, and stop it afterwards
   --seed                  with --serve: migrate and load demo data first (replaces what is there!)
   --seed-args "ARGS"      seed_demo size (default "--users 20000 --orgs 1000 --transactions 400000")
@@ -110,7 +110,7 @@ serve() {
   [[ $WARM == 1 ]] && "$BIN/python" manage.py warm_cache
   echo "serving on 127.0.0.1:$PORT (log: $RESULTS/gunicorn.log)"
   BIND="127.0.0.1:$PORT" GUNICORN_ACCESS_LOG="" DEBUG=0 SECURE_SSL_REDIRECT=0 \
-    "$BIN/gunicorn" -c ops_center/gunicorn.conf.py ops_center.wsgi >"$RESULTS/gunicorn.log" 2>&1 &
+    "$BIN/gunicorn" -c config/gunicorn.py config.wsgi >"$RESULTS/gunicorn.log" 2>&1 &
   PIDS+=($!)
   SERVER_PID=$!
   for _ in $(seq 1 150); do
@@ -171,13 +171,13 @@ reap_workers() {
 cpu_before() {
   local where=(--port "$PORT")
   [[ -n "$SERVER_PID" ]] && where=(--pid "$SERVER_PID")
-  "$BIN/python" -m ops_center.benchmark.server_cpu snapshot "${where[@]}" --out "$RESULTS/.server_cpu_before.json"
+  "$BIN/python" -m loadtests.benchmark.server_cpu snapshot "${where[@]}" --out "$RESULTS/.server_cpu_before.json"
   times >"$RESULTS/.times_before"
 }
 
 cpu_after() {
   times >"$RESULTS/.times_after"
-  "$BIN/python" -m ops_center.benchmark.server_cpu report --before "$RESULTS/.server_cpu_before.json" \
+  "$BIN/python" -m loadtests.benchmark.server_cpu report --before "$RESULTS/.server_cpu_before.json" \
     --summary "$1" --client-times-before "$RESULTS/.times_before" --client-times-after "$RESULTS/.times_after" \
     || echo "warning: server CPU not added to $1" >&2
   rm -f "$RESULTS/.server_cpu_before.json" "$RESULTS/.times_before" "$RESULTS/.times_after"

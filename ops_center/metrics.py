@@ -2,7 +2,7 @@
 database queries and ledger writes.
 
 Under gunicorn every worker writes its samples to files in
-PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py sets it up) and ``/metrics`` adds
+PROMETHEUS_MULTIPROC_DIR (config/gunicorn.py sets it up) and ``/metrics`` adds
 up the files of all workers, whichever worker answers the scrape. Without that
 variable (runserver, tests) the process's own registry is served.
 

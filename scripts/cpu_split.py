@@ -6,7 +6,7 @@
 Samples /proc (utime + stime) before and after COMMAND runs, for:
 
 * the app: the gunicorn master listening on --app-port and its workers
-  (ops_center.benchmark.server_cpu, the figure the load runner prints too);
+  (loadtests.benchmark.server_cpu, the figure the load runner prints too);
 * PostgreSQL: the backends connected to --database (from pg_stat_activity, so
   other databases of a shared server are left out; its WAL writer,
   checkpointer and background writer are not counted and are shared anyway);
@@ -31,7 +31,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ops_center.benchmark import server_cpu  # noqa: E402
+from loadtests.benchmark import server_cpu  # noqa: E402
 
 
 def backend_pids(dsn: str, database: str) -> set[int]:
@@ -87,7 +87,7 @@ def main() -> int:
         summary = args.summary
         if summary is None and "--results" in command:
             summary = ROOT / command[command.index("--results") + 1] / "k6_summary.json"
-        if summary is None and "--output" in command:  # python -m ops_center.benchmark.debit_load --output
+        if summary is None and "--output" in command:  # python -m loadtests.benchmark.debit_load --output
             summary = ROOT / command[command.index("--output") + 1]
         data = json.loads(Path(summary).read_text())
         # A k6 summary has "requests"; debit_load's output has runs by server and shape.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The floor (one DRF view, one django-redis GET) against GET /api/v1/credits/balance on a cache hit:
-# alternating wrk runs, both under ops_center/gunicorn.conf.py, with req/s and server CPU ms per request.
+# alternating wrk runs, both under config/gunicorn.py, with req/s and server CPU ms per request.
 #   DATABASE_URL=... REDIS_URL=... scripts/floor_vs_balance.sh --keys var/demo-keys.csv --rounds 5 --duration 15
-# --help lists the options (ops_center/benchmark/floor_compare.py).
+# --help lists the options (loadtests/benchmark/floor_compare.py).
 set -euo pipefail
 PROJECT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="${VENV_BIN:-$PROJECT_DIR/.venv/bin}"
@@ -11,4 +11,4 @@ if ! command -v wrk >/dev/null; then
   exit 2
 fi
 cd "$PROJECT_DIR"
-exec "$BIN/python" -m ops_center.benchmark.floor_compare "$@"
+exec "$BIN/python" -m loadtests.benchmark.floor_compare "$@"

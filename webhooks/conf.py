@@ -1,4 +1,4 @@
-"""The webhook settings, with their defaults (ops_center/settings.py reads them from the environment)."""
+"""The webhook settings, with their defaults (config/settings.py reads them from the environment)."""
 
 from django.conf import settings
 

@@ -118,7 +118,7 @@ def database_url() -> str:
 def server_env(static_root: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_", "TEST_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="ops_center.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=database_url(),
         REDIS_URL=os.environ["TEST_REDIS_URL"],
         STATIC_ROOT=str(static_root),
@@ -158,7 +158,7 @@ def server(browser_binaries, django_db_setup, django_db_blocker, tmp_path_factor
     log = tmp_path_factory.mktemp("gunicorn") / "server.log"
     with log.open("w") as log_file:
         process = subprocess.Popen(
-            [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+            [str(GUNICORN), "-c", "config/gunicorn.py", "config.wsgi"],
             cwd=PROJECT_DIR,
             env=env,
             stdout=log_file,

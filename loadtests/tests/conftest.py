@@ -68,7 +68,7 @@ def live_api(django_db_setup, django_db_blocker, tmp_path_factory):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_", "TEST_"))}
     port = free_port()
     env.update(
-        DJANGO_SETTINGS_MODULE="ops_center.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=db_url,
         # The server caches in the test Redis, so X-Cache answers are real.
         REDIS_URL=os.environ["TEST_REDIS_URL"],
@@ -84,7 +84,7 @@ def live_api(django_db_setup, django_db_blocker, tmp_path_factory):
     log = workdir / "gunicorn.log"
     with log.open("w") as log_file:
         server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+            [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
             cwd=PROJECT_DIR,
             env=env,
             stdout=log_file,

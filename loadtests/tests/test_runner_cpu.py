@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
+from loadtests.benchmark.server_cpu import _parents
 from loadtests.tests.support import PROJECT_DIR, tool
-from ops_center.benchmark.server_cpu import _parents
 
 # Generous: these runs check the CPU figures, not this shared machine's speed.
 LENIENT_ENV = {

@@ -1,7 +1,7 @@
 -- wrk script: POST /api/v1/credits/usage, a fresh Idempotency-Key per request, rotating over the
 -- API keys listed one per line in the file named by KEYS_FILE. RUN_ID makes the keys unique to
 -- one run: a key seen before would be a replay, answered without a debit. Used by
--- ops_center/benchmark/debit_load.py.
+-- loadtests/benchmark/debit_load.py.
 local keys = {}
 local sent = 0
 local run_id = ""

@@ -1,8 +1,8 @@
 import pytest
 from django.test import override_settings
 
+from config.settings import redis_cache
 from ops_center import cache
-from ops_center.settings import redis_cache
 from ops_center.tests.redis_server import DisposableRedis
 
 

@@ -37,7 +37,7 @@ def project_env(**extra: str) -> dict[str, str]:
     if "DATABASE_POOL_MODE" in os.environ:  # the pgBouncer pass: the server must run in its pool mode too
         env["DATABASE_POOL_MODE"] = os.environ["DATABASE_POOL_MODE"]
     env.update(
-        DJANGO_SETTINGS_MODULE="ops_center.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=served_database_url(),
         REDIS_URL=os.environ["TEST_REDIS_URL"],
         DEBUG="0",
@@ -62,7 +62,7 @@ class LiveGunicorn:
 
     def start(self) -> "LiveGunicorn":
         self.process = subprocess.Popen(
-            [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+            [str(GUNICORN), "-c", "config/gunicorn.py", "config.wsgi"],
             cwd=PROJECT_DIR,
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 def quickstart_env(tmp_path: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_", "TEST_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="ops_center.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
         SECURE_SSL_REDIRECT="0",
@@ -58,7 +58,7 @@ def wait_for(url: str, server: subprocess.Popen) -> tuple[int, bytes]:
 def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
     """gunicorn with the project's config, as `make run` serves it, on a loopback port."""
     return subprocess.Popen(
-        [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+        [str(GUNICORN), "-c", "config/gunicorn.py", "config.wsgi"],
         cwd=PROJECT_DIR,
         env={**env, "BIND": f"127.0.0.1:{port}", "GUNICORN_ACCESS_LOG": ""},
         stdout=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """A collected STATIC_ROOT for live test servers.
 
 gunicorn with the production settings refuses to start without the static
-files manifest (ops_center/wsgi.py). Tests collect once per session, without
+files manifest (config/wsgi.py). Tests collect once per session, without
 compression (a second, not the minute WhiteNoise's compression takes), into a
 temporary directory: the manifest is the same file either way.
 """

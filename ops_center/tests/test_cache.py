@@ -182,7 +182,7 @@ def test_stats_add_up_across_processes():
         "[cache.get_or_set('analytics', 'shared', compute=lambda: 1) for _ in range(5)];"
         "cache.stats.flush()"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ops_center.settings_test"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test"}
     for _ in range(2):
         subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, env=env, check=True, timeout=60)
 

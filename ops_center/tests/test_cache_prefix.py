@@ -7,9 +7,9 @@ from django.core.cache import cache as django_cache
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from config.settings import _cache_key_prefix, redis_cache
 from ops_center import cache
 from ops_center.api.throttling import _count
-from ops_center.settings import _cache_key_prefix, redis_cache
 
 PREFIXES = ("deploy-a", "deploy-b")
 

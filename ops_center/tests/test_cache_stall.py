@@ -19,9 +19,9 @@ from django.conf import settings
 from django.test import override_settings
 
 from billing.services import credits_purchase
+from config.settings import redis_cache
 from ops_center import cache
 from ops_center.models import PendingEviction
-from ops_center.settings import redis_cache
 from ops_center.tests.live_server import LiveGunicorn
 from ops_center.tests.redis_server import DisposableRedis
 from orgs.services import api_key_create, api_key_revoke

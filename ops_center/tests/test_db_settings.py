@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.db.backends.postgresql.base import DatabaseWrapper
 
-from ops_center.settings import pool_safe
+from config.settings import pool_safe
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 SHOW = (
@@ -21,7 +21,7 @@ SHOW = (
 
 
 def settings_with(**environment) -> dict:
-    """ops_center.settings as a fresh process sees it with these variables (and none of the suite's)."""
+    """config.settings as a fresh process sees it with these variables (and none of the suite's)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("DATABASE_", "REPLICA_"))}
     env.update(environment)
     done = subprocess.run(

@@ -31,7 +31,7 @@ def dbstats_json(**options) -> dict:
 
 def manage(database_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "REDIS_"))}
-    env.update(DJANGO_SETTINGS_MODULE="ops_center.settings", DATABASE_URL=database_url)
+    env.update(DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=database_url)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=120
     )

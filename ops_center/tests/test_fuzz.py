@@ -1,6 +1,6 @@
 """Schemathesis fuzzes every operation of /api/v1/schema/ against a real gunicorn.
 
-The server is the production configuration (ops_center/gunicorn.conf.py, the
+The server is the production configuration (config/gunicorn.py, the
 production settings) on the test PostgreSQL and Redis. Each role calls with its
 own API key: a plain user, an org member, an org admin and a staff user, so the
 fuzzer reaches past the permission checks. Checks: no 5xx, responses match the

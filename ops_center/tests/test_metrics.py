@@ -236,18 +236,18 @@ PROBE = """
 import json, sys, django
 django.setup()
 from django.conf import settings
-import ops_center.urls
+import config.urls
 print(json.dumps({
     "imported": "debug_toolbar" in sys.modules,
     "installed": "debug_toolbar" in settings.INSTALLED_APPS,
     "middleware": "debug_toolbar.middleware.DebugToolbarMiddleware" in settings.MIDDLEWARE,
-    "urls": any("__debug__" in str(pattern.pattern) for pattern in ops_center.urls.urlpatterns),
+    "urls": any("__debug__" in str(pattern.pattern) for pattern in config.urls.urlpatterns),
 }))
 """
 
 
 def toolbar_state(tmp_path: Path, debug: str) -> dict:
-    env = {"DJANGO_SETTINGS_MODULE": "ops_center.settings", "DEBUG": debug}
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": debug}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'probe.sqlite3'}"
     env["PATH"] = str(Path(sys.executable).parent)
     result = subprocess.run(

@@ -9,7 +9,7 @@ from ops_center.tests.quickstart import PROJECT_DIR, free_port, get, manage, qui
 
 def test_default_settings_are_sqlite_and_memory_cache():
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env["DJANGO_SETTINGS_MODULE"] = "ops_center.settings"
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     probe = (
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.DATABASES['default']['ENGINE'], s.CACHES['default']['BACKEND'])"

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from config.wsgi import require_static_manifest
 from ops_center.tests.live_server import GUNICORN, PROJECT_DIR, free_port
-from ops_center.wsgi import require_static_manifest
 
 MANIFEST_STORAGE = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -56,7 +56,7 @@ def test_debug_serves_unhashed_names_and_needs_no_manifest(settings, tmp_path):
 def test_gunicorn_without_collectstatic_fails_at_start_saying_what_to_run(tmp_path):
     env = {
         "PATH": "/usr/bin:/bin",
-        "DJANGO_SETTINGS_MODULE": "ops_center.settings",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "STATIC_ROOT": str(tmp_path / "never-collected"),
         "SECURE_SSL_REDIRECT": "0",
@@ -64,7 +64,7 @@ def test_gunicorn_without_collectstatic_fails_at_start_saying_what_to_run(tmp_pa
         "WEB_CONCURRENCY": "1",
     }
     result = subprocess.run(
-        [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+        [str(GUNICORN), "-c", "config/gunicorn.py", "config.wsgi"],
         cwd=PROJECT_DIR,
         env=env,
         capture_output=True,

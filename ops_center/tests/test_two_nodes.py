@@ -26,9 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing.models import CreditAccount, CreditTransaction
 from billing.services import credits_purchase
+from config.settings import redis_cache
 from ops_center import cache
 from ops_center.models import IdempotencyRecord
-from ops_center.settings import redis_cache
 from ops_center.tests.live_server import LiveGunicorn
 from ops_center.tests.threads import run_in_threads
 from orgs.models import ApiKey

@@ -4,8 +4,8 @@ from django.urls import path
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from ops_center.urls import handler404, handler500
-from ops_center.urls import urlpatterns as real_urlpatterns
+from config.urls import handler404, handler500
+from config.urls import urlpatterns as real_urlpatterns
 
 SECRET_FAILURE_TEXT = "boom-secret-internal-detail-7f3a"
 

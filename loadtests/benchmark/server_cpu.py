@@ -16,9 +16,9 @@ reported as not measured, never guessed.
 
 Command line, for the load runner (bash) and scripts::
 
-    python -m ops_center.benchmark.server_cpu find --port 8000
-    python -m ops_center.benchmark.server_cpu snapshot --port 8000 --out before.json
-    python -m ops_center.benchmark.server_cpu report --before before.json --summary results/k6_summary.json \\
+    python -m loadtests.benchmark.server_cpu find --port 8000
+    python -m loadtests.benchmark.server_cpu snapshot --port 8000 --out before.json
+    python -m loadtests.benchmark.server_cpu report --before before.json --summary results/k6_summary.json \\
         --client-times-before t0 --client-times-after t1
 """
 
@@ -253,7 +253,7 @@ def _requests_in(summary: dict) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops_center.benchmark.server_cpu", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.benchmark.server_cpu", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     find = commands.add_parser("find", help="print the PID listening on --port")
     find.add_argument("--port", type=int, required=True)

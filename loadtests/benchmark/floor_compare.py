@@ -1,10 +1,10 @@
 """The floor against the balance endpoint: alternating wrk runs, the same gunicorn config for both.
 
-    python -m ops_center.benchmark.floor_compare --keys var/demo-keys.csv --rounds 5 --duration 15
+    python -m loadtests.benchmark.floor_compare --keys var/demo-keys.csv --rounds 5 --duration 15
 
-Starts two gunicorns with ``ops_center/gunicorn.conf.py`` on DATABASE_URL
-and REDIS_URL: the API (``ops_center.settings``) and the floor
-(``ops_center.benchmark.floor_settings``, one DRF view and one django-redis
+Starts two gunicorns with ``config/gunicorn.py`` on DATABASE_URL
+and REDIS_URL: the API (``config.settings``) and the floor
+(``config.settings_floor``, one DRF view and one django-redis
 GET). The first ``user`` of the keys CSV is the one warm key: its balance is
 read once (a miss fills the cache), then must answer ``X-Cache: HIT``. Each
 round runs wrk against the floor, then against the balance (or the other way
@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from billing.demo.keys_csv import read_keys_csv
-from ops_center.benchmark import server_cpu
+from loadtests.benchmark import server_cpu
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -83,7 +83,7 @@ class Server:
         env.update(GUNICORN_ACCESS_LOG="", DEBUG="0", SECURE_SSL_REDIRECT="0")
         with log.open("w") as out:
             self.process = subprocess.Popen(  # noqa: S603 - fixed command
-                [str(GUNICORN), "-c", "ops_center/gunicorn.conf.py", "ops_center.wsgi"],
+                [str(GUNICORN), "-c", "config/gunicorn.py", "config.wsgi"],
                 cwd=PROJECT_DIR,
                 env=env,
                 stdout=out,
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _compare(args, auth: str, servers: dict) -> int:
     if True:
-        servers["floor"] = Server("ops_center.benchmark.floor_settings", args.floor_port, args.logs / "floor.log")
-        servers["balance"] = Server("ops_center.settings", args.balance_port, args.logs / "balance.log")
+        servers["floor"] = Server("config.settings_floor", args.floor_port, args.logs / "floor.log")
+        servers["balance"] = Server("config.settings", args.balance_port, args.logs / "balance.log")
         targets = {
             "floor": (servers["floor"].url + FLOOR_PATH, []),
             "balance": (servers["balance"].url + BALANCE_PATH, [auth]),

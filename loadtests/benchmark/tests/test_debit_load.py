@@ -36,7 +36,7 @@ def test_many_and_hot_runs_debit_exactly_what_they_report(tmp_path, default_cata
     try:
         result = subprocess.run(
             [
-                *(sys.executable, "-m", "ops_center.benchmark.debit_load", "--host", server.url, "--keys", str(keys)),
+                *(sys.executable, "-m", "loadtests.benchmark.debit_load", "--host", server.url, "--keys", str(keys)),
                 *("--rounds", "1", "--duration", "1", "--connections", str(CONNECTIONS), "--output", str(output)),
             ],
             cwd=PROJECT_DIR,

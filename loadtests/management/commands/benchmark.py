@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from billing.demo.keys_csv import read_keys_csv
-from ops_center.benchmark import report, server_cpu
-from ops_center.benchmark.plot import plot_latencies
-from ops_center.benchmark.runner import CLOCK, Runner, RunSettings
-from ops_center.benchmark.stats import PERCENTILE_METHOD, compare, summarize
-from ops_center.benchmark.targets import ROLES, resolve_targets
+from loadtests.benchmark import report, server_cpu
+from loadtests.benchmark.plot import plot_latencies
+from loadtests.benchmark.runner import CLOCK, Runner, RunSettings
+from loadtests.benchmark.stats import PERCENTILE_METHOD, compare, summarize
+from loadtests.benchmark.targets import ROLES, resolve_targets
 
 # A cold run that still sees this share of hits is not flushing the server's cache.
 COLD_HIT_WARNING_PCT = 50

@@ -1,6 +1,6 @@
 """gunicorn settings, each overridable from the environment.
 
-gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
+gunicorn -c config/gunicorn.py config.wsgi
 """
 
 import glob

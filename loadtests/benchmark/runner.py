@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import urllib3
 
-from ops_center.benchmark.server_cpu import Meter
-from ops_center.benchmark.targets import Endpoint, Target
+from loadtests.benchmark.server_cpu import Meter
+from loadtests.benchmark.targets import Endpoint, Target
 
 CLOCK = "time.perf_counter_ns (monotonic)"
 # A GET sent on a keep-alive connection the server has just closed (gunicorn

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from ops_center.benchmark import server_cpu
+from loadtests.benchmark import server_cpu
 from ops_center.tests.live_server import LiveGunicorn
 
 # A parent that starts N children; each burns at least BURN_S of its own CPU (by its process clock, so the

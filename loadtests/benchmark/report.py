@@ -4,9 +4,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from ops_center.benchmark import server_cpu
-from ops_center.benchmark.runner import CLOCK, RunSettings
-from ops_center.benchmark.stats import COMPARED_FIGURES, PERCENTILE_METHOD
+from loadtests.benchmark import server_cpu
+from loadtests.benchmark.runner import CLOCK, RunSettings
+from loadtests.benchmark.stats import COMPARED_FIGURES, PERCENTILE_METHOD
 
 FORMAT_VERSION = 1
 RULE = "=" * 60

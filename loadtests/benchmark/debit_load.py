@@ -1,7 +1,7 @@
 """Debit throughput: wrk drives POST /api/v1/credits/usage, each request with a fresh Idempotency-Key.
 
-    python -m ops_center.benchmark.debit_load --host http://127.0.0.1:8000 --keys var/demo-keys.csv
-    python -m ops_center.benchmark.debit_load --host http://127.0.0.1:8001 --against http://127.0.0.1:8000 --rounds 3
+    python -m loadtests.benchmark.debit_load --host http://127.0.0.1:8000 --keys var/demo-keys.csv
+    python -m loadtests.benchmark.debit_load --host http://127.0.0.1:8001 --against http://127.0.0.1:8000 --rounds 3
 
 Two shapes, each at ``--connections`` (16): *many* rotates over up to 200
 funded users, *hot* sends every debit to the best-funded one, so all of them
@@ -25,8 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from billing.demo.keys_csv import read_keys_csv
-from ops_center.benchmark import server_cpu
-from ops_center.benchmark.floor_compare import parse_wrk
+from loadtests.benchmark import server_cpu
+from loadtests.benchmark.floor_compare import parse_wrk
 
 SCRIPT = Path(__file__).resolve().parents[2] / "loadtests" / "wrk" / "usage.lua"
 MANY_ACCOUNTS = 200
@@ -71,7 +71,7 @@ def run(host: str, keys_file: Path, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops_center.benchmark.debit_load", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.benchmark.debit_load", description=__doc__)
     parser.add_argument("--host", default="http://127.0.0.1:8000")
     parser.add_argument("--against", help="a second server (the baseline), measured alternately")
     parser.add_argument("--keys", type=Path, default=Path("var/demo-keys.csv"))

@@ -6,9 +6,9 @@ Tests of PostgreSQL-only features carry ``@pytest.mark.postgresql_only`` and
 are skipped here with their reason.
 """
 
-from ops_center.settings import SQLITE_OPTIONS, VAR_DIR
-from ops_center.settings_test import *  # noqa: F403
-from ops_center.settings_test import DATABASES
+from config.settings import SQLITE_OPTIONS, VAR_DIR
+from config.settings_test import *  # noqa: F403
+from config.settings_test import DATABASES
 
 VAR_DIR.mkdir(exist_ok=True)
 # A file, not the default in-memory database, so the race tests' threads share it.

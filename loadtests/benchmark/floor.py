@@ -4,8 +4,8 @@ One ``APIView`` that answers with one django-redis GET, served by the same
 gunicorn config, the same middleware and the same DRF settings (renderer,
 exception handler) as the API, through ``floor_settings``:
 
-    DJANGO_SETTINGS_MODULE=ops_center.benchmark.floor_settings \\
-        gunicorn -c ops_center/gunicorn.conf.py ops_center.wsgi
+    DJANGO_SETTINGS_MODULE=config.settings_floor \\
+        gunicorn -c config/gunicorn.py config.wsgi
 
 What it leaves out, on purpose: authentication, permissions and throttling
 (``[]``, ``AllowAny``, ``[]``). The floor is "Django + DRF + one Redis GET";

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from billing.services import credits_purchase
-from ops_center.benchmark.floor import FLOOR_VALUE
-from ops_center.benchmark.floor_compare import parse_wrk, summarize
+from loadtests.benchmark.floor import FLOOR_VALUE
+from loadtests.benchmark.floor_compare import parse_wrk, summarize
 from ops_center.tests.live_server import PROJECT_DIR, LiveGunicorn, free_port, project_env
 from orgs.services import api_key_create
 from orgs.tests.factories import UserFactory
@@ -41,7 +41,7 @@ def get_json(url: str) -> tuple[int, dict]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_floor_app_serves_its_one_view_under_the_project_gunicorn_config():
-    live = LiveGunicorn(DJANGO_SETTINGS_MODULE="ops_center.benchmark.floor_settings", WEB_CONCURRENCY="2").start()
+    live = LiveGunicorn(DJANGO_SETTINGS_MODULE="config.settings_floor", WEB_CONCURRENCY="2").start()
     try:
         first = get_json(f"{live.url}/floor")
         second = get_json(f"{live.url}/floor")

@@ -5,7 +5,7 @@ p-th percentile of n sorted samples is the sample at rank ceil(p/100 * n), so
 it is always a latency that was actually measured.
 """
 
-from ops_center.benchmark.runner import EndpointRun
+from loadtests.benchmark.runner import EndpointRun
 
 PERCENTILE_METHOD = "nearest-rank over all samples"
 PERCENTILES = (50, 95, 99)

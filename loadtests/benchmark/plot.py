@@ -8,7 +8,7 @@ no global pyplot state are involved.
 import math
 from pathlib import Path
 
-from ops_center.benchmark.stats import percentile
+from loadtests.benchmark.stats import percentile
 
 # A tail this many times the fastest sample squashes the body of a linear axis.
 LOG_SCALE_SPREAD = 20

@@ -13,9 +13,9 @@ import pytest
 from billing.demo.keys_csv import DemoKey
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
-from ops_center.benchmark import server_cpu
-from ops_center.benchmark.stats import COMPARED_FIGURES, compare, percentile
-from ops_center.benchmark.targets import REPORT_ENDPOINTS, resolve_targets
+from loadtests.benchmark import server_cpu
+from loadtests.benchmark.stats import COMPARED_FIGURES, compare, percentile
+from loadtests.benchmark.targets import REPORT_ENDPOINTS, resolve_targets
 from ops_center.tests.live_server import PROJECT_DIR, LiveGunicorn, project_env
 from orgs.models import Membership
 from orgs.services import api_key_create
@@ -55,7 +55,7 @@ def server(django_db_setup, tmp_path_factory):
     """The real API plus /api/v1/boom, which always fails with a 500."""
     settings_dir = tmp_path_factory.mktemp("settings")
     (settings_dir / "failing_view_settings.py").write_text(
-        'from ops_center.settings import *  # noqa: F403\nROOT_URLCONF = "ops_center.tests.urls_with_failing_view"\n'
+        'from config.settings import *  # noqa: F403\nROOT_URLCONF = "ops_center.tests.urls_with_failing_view"\n'
     )
     live = LiveGunicorn(
         DJANGO_SETTINGS_MODULE="failing_view_settings", PYTHONPATH=str(settings_dir), WEB_CONCURRENCY="2"

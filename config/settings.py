@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "webhooks",
     "billing",
     "analytics",
+    # `manage.py benchmark` and the load-test tooling; no models.
+    "loadtests",
 ]
 
 MIDDLEWARE = [
@@ -67,8 +69,8 @@ if DEBUG:
         )
         INTERNAL_IPS = ["127.0.0.1", "::1"]
 
-ROOT_URLCONF = "ops_center.urls"
-WSGI_APPLICATION = "ops_center.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {

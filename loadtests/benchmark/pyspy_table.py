@@ -1,7 +1,7 @@
 """The top costs per request from a py-spy recording in ``--format raw`` (collapsed stacks).
 
     py-spy record --subprocesses -p <gunicorn master pid> --format raw -o stacks.txt -d 30
-    python -m ops_center.benchmark.pyspy_table stacks.txt --requests 7500 [--rate 100] [--top 25]
+    python -m loadtests.benchmark.pyspy_table stacks.txt --requests 7500 [--rate 100] [--top 25]
 
 Each line of the recording is ``frame;frame;...;frame COUNT``: COUNT samples
 with that stack, one sample every 1/rate s of an active thread (py-spy leaves
@@ -69,7 +69,7 @@ def table(title: str, counter: Counter, total: int, ms_per_request: float, top: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops_center.benchmark.pyspy_table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.benchmark.pyspy_table", description=__doc__)
     parser.add_argument("recording", type=Path, help="py-spy record --format raw output")
     parser.add_argument("--requests", type=int, help="requests served while recording")
     parser.add_argument("--cpu-ms-per-request", type=float, help="server CPU per request measured over the run")

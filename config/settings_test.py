@@ -9,8 +9,8 @@ import os
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from ops_center.settings import *  # noqa: F403
-from ops_center.settings import REPLICA_CONNECT_TIMEOUT, pool_safe, redis_cache, replica_database
+from config.settings import *  # noqa: F403
+from config.settings import REPLICA_CONNECT_TIMEOUT, pool_safe, redis_cache, replica_database
 
 _missing = [name for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL") if not os.environ.get(name)]
 if _missing:
