@@ -15,8 +15,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from billing.management.commands.analyze import billing_tables
 from billing.tests.factories import CreditTransactionFactory
-from ops_center.management.commands.analyze import billing_tables
 from ops_center.management.commands.dbstats import CREATE_HINT, PRELOAD_HINT
 from ops_center.tests.live_server import PROJECT_DIR
 
