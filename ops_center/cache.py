@@ -88,7 +88,7 @@ def _namespace_of(key: str) -> str:
     return key.split(":", 2)[1]
 
 
-def get(namespace: str, *parts: Any, default: Any = None) -> Any:
+def get_value(namespace: str, *parts: Any, default: Any = None) -> Any:
     """Plain cache-aside read; a stale entry still counts as present."""
     key = make_key(namespace, *parts)
     entry = breaker.call(lambda: django_cache.get(key, _MISSING), fallback=_MISSING)
@@ -130,7 +130,7 @@ def record_hits(namespaces: Iterable[str]) -> None:
         stats.record(namespace, "hits")
 
 
-def set(namespace: str, *parts: Any, value: Any, ttl: int | None = None) -> None:
+def set_value(namespace: str, *parts: Any, value: Any, ttl: int | None = None) -> None:
     _store(make_key(namespace, *parts), value, ttl if ttl is not None else ttl_for(namespace))
 
 
@@ -238,7 +238,7 @@ class EvictionBacklog:
         self._lock = threading.Lock()
         self._replaying = threading.Lock()
         # Keys whose row the database refused too; moved to the table when it answers again.
-        self._unrecorded: dict[str, None] = {}  # a dict as an ordered set: `set` is this module's own verb
+        self._unrecorded: set[str] = set()
         # Row ids that a previous round of this process replayed successfully.
         self._replayed_once: dict[int, None] = {}
         self._failing = False
@@ -259,7 +259,7 @@ class EvictionBacklog:
         except Exception as exc:
             logger.warning("could not record %d failed cache evictions (%s); kept in memory", len(keys), exc)
             with self._lock:
-                self._unrecorded.update(dict.fromkeys(keys))
+                self._unrecorded.update(keys)
 
     def record_in_transaction(self, keys: list[str]) -> None:
         from ops_center.models import PendingEviction
@@ -326,7 +326,7 @@ class EvictionBacklog:
             self.record_in_transaction(unrecorded)
             with self._lock:
                 for key in unrecorded:
-                    self._unrecorded.pop(key, None)
+                    self._unrecorded.discard(key)
 
     def _delete_rows(self, pks: list[int]) -> None:
         from ops_center.models import PendingEviction

@@ -368,15 +368,17 @@ def test_the_orgs_cached_views_are_refreshed_after_the_job_commits(plan, setting
     else:
         subscription = subscribe(plan, cancel=scenario == "cancel")
     org = cache.org_part(subscription.org_id)
-    cache.set("org_data", org, "credit_pool", value="stale")
-    cache.set("subscription", org, "current", value="stale")
+    cache.set_value("org_data", org, "credit_pool", value="stale")
+    cache.set_value("subscription", org, "current", value="stale")
 
     run("refresh_credit_pools" if scenario == "pool refresh" else "process_billing_cycles")
 
     # In use (not an unread refill), so put back recomputed.
-    assert cache.get("org_data", org, "credit_pool") == org_selectors._pool_from_db(subscription.org_id)
-    assert cache.get("subscription", org, "current") == org_selectors._subscription_from_db(subscription.org_id)
-    assert "stale" not in (cache.get("org_data", org, "credit_pool"), cache.get("subscription", org, "current"))
+    pool = cache.get_value("org_data", org, "credit_pool")
+    current = cache.get_value("subscription", org, "current")
+    assert pool == org_selectors._pool_from_db(subscription.org_id)
+    assert current == org_selectors._subscription_from_db(subscription.org_id)
+    assert "stale" not in (pool, current)
 
 
 @pytest.fixture

@@ -139,4 +139,4 @@ def test_warm_cache_fills_the_most_active_users(api, django_assert_num_queries):
         responses = read_all(busy_api)
     assert {name: response["X-Cache"] for name, response in responses.items()} == dict.fromkeys(VIEWS, "HIT")
     assert responses["balance"].json()["balance"] == "99.0000"
-    assert cache.get("credit_balance", cache.user_part(idle.pk), "balance") is None
+    assert cache.get_value("credit_balance", cache.user_part(idle.pk), "balance") is None

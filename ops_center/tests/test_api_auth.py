@@ -24,7 +24,7 @@ def key_of(client) -> ApiKey:
 
 
 def cached_principal(client):
-    return cache.get("user_tier", f"apikey_{hash_api_key(client.raw_key)}")
+    return cache.get_value("user_tier", f"apikey_{hash_api_key(client.raw_key)}")
 
 
 def test_a_valid_key_authenticates_as_its_user(user_api, user):

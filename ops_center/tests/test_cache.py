@@ -56,11 +56,11 @@ def test_cached_decorator_keys_on_arguments():
 
 
 def test_namespaces_are_isolated_and_unknown_ones_refused():
-    cache.set("subscription", "org_1", value="plan A")
-    cache.set("org_data", "org_1", value="pool B")
+    cache.set_value("subscription", "org_1", value="plan A")
+    cache.set_value("org_data", "org_1", value="pool B")
 
-    assert cache.get("subscription", "org_1") == "plan A"
-    assert cache.get("org_data", "org_1") == "pool B"
+    assert cache.get_value("subscription", "org_1") == "plan A"
+    assert cache.get_value("org_data", "org_1") == "pool B"
     with pytest.raises(KeyError):
         cache.make_key("no_such_namespace", "x")
 
@@ -90,7 +90,7 @@ def test_an_expired_value_is_recomputed(settings):
 
 def test_hard_expiry_removes_the_key_from_redis(settings, monkeypatch):
     monkeypatch.setattr(cache, "STALE_GRACE_SECONDS", 0)
-    cache.set("analytics", "short", value=1, ttl=1)
+    cache.set_value("analytics", "short", value=1, ttl=1)
     assert django_cache.get(cache.make_key("analytics", "short")) is not None
     time.sleep(1.2)
     assert django_cache.get(cache.make_key("analytics", "short")) is None
@@ -98,15 +98,15 @@ def test_hard_expiry_removes_the_key_from_redis(settings, monkeypatch):
 
 def test_pattern_deletion_uses_scan_and_only_touches_matching_keys():
     for user_id in (1, 2, 3):
-        cache.set("credit_balance", cache.user_part(user_id), "balance", value=user_id)
-    cache.set("subscription", cache.org_part(1), "current", value="kept")
+        cache.set_value("credit_balance", cache.user_part(user_id), "balance", value=user_id)
+    cache.set_value("subscription", cache.org_part(1), "current", value="kept")
     keys_calls, scan_calls = redis_command_calls("keys"), redis_command_calls("scan")
 
     deleted = cache.delete_pattern("credit_balance:user_*")
 
     assert deleted == 3
-    assert cache.get("credit_balance", cache.user_part(2), "balance") is None
-    assert cache.get("subscription", cache.org_part(1), "current") == "kept"
+    assert cache.get_value("credit_balance", cache.user_part(2), "balance") is None
+    assert cache.get_value("subscription", cache.org_part(1), "current") == "kept"
     assert redis_command_calls("keys") == keys_calls
     assert redis_command_calls("scan") > scan_calls
 
@@ -117,13 +117,13 @@ def test_user_and_org_invalidation_delete_every_view_of_them():
     assert len(org_keys) == 3
     for key in [*user_keys, *org_keys]:
         django_cache.set(key, (0.0, key))
-    cache.set("credit_balance", cache.user_part(8), "balance", value="other user")
+    cache.set_value("credit_balance", cache.user_part(8), "balance", value="other user")
 
     cache.invalidate_user_cache(7)
     cache.invalidate_org_cache(5)
 
     assert django_cache.get_many([*user_keys, *org_keys]) == {}
-    assert cache.get("credit_balance", cache.user_part(8), "balance") == "other user"
+    assert cache.get_value("credit_balance", cache.user_part(8), "balance") == "other user"
 
 
 def test_concurrent_misses_on_one_key_run_the_loader_once():
@@ -157,7 +157,7 @@ def test_a_stale_value_is_served_while_one_thread_recomputes(settings):
 
     assert len(loads) == 1
     assert sorted(value for value, _ in results) == ["new"] + ["old"] * 7
-    assert cache.get("analytics", "hot") == "new"
+    assert cache.get_value("analytics", "hot") == "new"
 
 
 def test_stats_count_hits_misses_sets_and_deletes_per_namespace():

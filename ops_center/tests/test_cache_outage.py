@@ -118,10 +118,10 @@ def test_a_failed_eviction_waits_in_postgresql_until_redis_has_answered_two_roun
         disposable_redis.resume()
 
     cache.breaker.reset()
-    cache.set("credit_balance", cache.user_part(1), "balance", value="stale")  # a reader's late SET
-    assert cache.get("credit_balance", cache.user_part(1), "balance") == "stale"
+    cache.set_value("credit_balance", cache.user_part(1), "balance", value="stale")  # a reader's late SET
+    assert cache.get_value("credit_balance", cache.user_part(1), "balance") == "stale"
     assert fresh_backlog.replay() == 0  # replayed, but a row is retired only by a second round
-    assert cache.get("credit_balance", cache.user_part(1), "balance") is None
+    assert cache.get_value("credit_balance", cache.user_part(1), "balance") is None
     assert fresh_backlog.replay() == 1
     assert not PendingEviction.objects.exists()
 
@@ -142,9 +142,9 @@ def test_the_in_process_cache_keeps_no_backlog_and_runs_no_replayer(fresh_backlo
 
     local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "backlog-test"}}
     with override_settings(CACHES=local):
-        cache.set("user_tier", "apikey_x", value={"user_id": 1})
+        cache.set_value("user_tier", "apikey_x", value={"user_id": 1})
         with django_capture_on_commit_callbacks(execute=True):
             cache.invalidate_on_commit(keys=[cache.make_key("user_tier", "apikey_x")], durable=True)
-        assert cache.get("user_tier", "apikey_x") is None
+        assert cache.get_value("user_tier", "apikey_x") is None
         assert cache.start_replayer() is None
     assert not PendingEviction.objects.exists()

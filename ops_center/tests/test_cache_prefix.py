@@ -33,9 +33,9 @@ def _clean():
 
 def test_a_value_set_by_one_deployment_is_a_miss_for_the_other():
     with deployment("deploy-a"):
-        cache.set("analytics", "platform", value={"revenue": "A"})
+        cache.set_value("analytics", "platform", value={"revenue": "A"})
     with deployment("deploy-b"):
-        assert cache.get("analytics", "platform") is None
+        assert cache.get_value("analytics", "platform") is None
         assert cache.get_or_set("analytics", "platform", compute=lambda: {"revenue": "B"}) == ({"revenue": "B"}, False)
     with deployment("deploy-a"):
         assert cache.get_or_set("analytics", "platform", compute=lambda: {"revenue": "?"}) == ({"revenue": "A"}, True)
@@ -44,27 +44,27 @@ def test_a_value_set_by_one_deployment_is_a_miss_for_the_other():
 def test_invalidation_by_one_deployment_leaves_the_other_alone():
     for prefix in PREFIXES:
         with deployment(prefix):
-            cache.set("credit_balance", cache.user_part(7), "balance", value=prefix)
-            cache.set("credit_balance", cache.user_part(8), "balance", value=prefix)
+            cache.set_value("credit_balance", cache.user_part(7), "balance", value=prefix)
+            cache.set_value("credit_balance", cache.user_part(8), "balance", value=prefix)
 
     with deployment("deploy-b"):
         cache.invalidate_user_cache(7)
         assert cache.delete_pattern("credit_balance:user_*") == 1  # only its own user 8
-        assert cache.get("credit_balance", cache.user_part(8), "balance") is None
+        assert cache.get_value("credit_balance", cache.user_part(8), "balance") is None
 
     with deployment("deploy-a"):
-        assert cache.get("credit_balance", cache.user_part(7), "balance") == "deploy-a"
-        assert cache.get("credit_balance", cache.user_part(8), "balance") == "deploy-a"
+        assert cache.get_value("credit_balance", cache.user_part(7), "balance") == "deploy-a"
+        assert cache.get_value("credit_balance", cache.user_part(8), "balance") == "deploy-a"
 
 
 def test_stats_are_counted_per_deployment():
     with deployment("deploy-a"):
-        cache.set("analytics", "platform", value=1)
-        cache.get("analytics", "platform")
-        cache.get("analytics", "platform")
+        cache.set_value("analytics", "platform", value=1)
+        cache.get_value("analytics", "platform")
+        cache.get_value("analytics", "platform")
         cache.stats.flush()
     with deployment("deploy-b"):
-        cache.get("analytics", "platform")
+        cache.get_value("analytics", "platform")
         b = cache.get_stats()
     with deployment("deploy-a"):
         a = cache.get_stats()

@@ -200,11 +200,11 @@ def test_a_revoked_key_re_cached_by_a_racing_reader_is_refused_everywhere_within
     the revocation's eviction. The revocation's durable backlog row evicts it again."""
     warm(live, account)
     principal_key = f"apikey_{account['doomed'].key_hash}"
-    principal = cache.get("user_tier", principal_key)
+    principal = cache.get_value("user_tier", principal_key)
     assert principal is not None
 
     api_key_revoke(api_key=account["doomed"])
-    cache.set("user_tier", principal_key, value=principal)  # the racing reader's late SET, for real
+    cache.set_value("user_tier", principal_key, value=principal)  # the racing reader's late SET, for real
     time.sleep(AFTER_RECOVERY_SECONDS)
 
     conns = connections_by_worker(live)

@@ -33,10 +33,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def principal_for(self, raw_key: str):
         key_hash = hash_api_key(raw_key)
-        principal = cache.get(PRINCIPAL_NAMESPACE, principal_part(key_hash))
+        principal = cache.get_value(PRINCIPAL_NAMESPACE, principal_part(key_hash))
         if principal is None:
             principal = self._load_principal(key_hash)
-            cache.set(PRINCIPAL_NAMESPACE, principal_part(key_hash), value=principal)
+            cache.set_value(PRINCIPAL_NAMESPACE, principal_part(key_hash), value=principal)
         fast_reads.remember_key_owner(key_hash, principal["user_id"])
         return self._user_from(principal), principal["key_id"]
 
