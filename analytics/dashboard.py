@@ -32,7 +32,7 @@ def credit_flow_daily(days: int = FLOW_DAYS) -> tuple[dict, bool]:
 
 def _credit_flow_daily_from_db(days: int) -> dict:
     today = timezone.now().date()
-    dates = period_starts("day", days, today)
+    dates = period_starts(interval="day", periods=days, today=today)
     rows = (
         CreditFlowDaily.objects.filter(day__gte=dates[0], day__lte=today)
         .values("day")

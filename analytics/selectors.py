@@ -140,7 +140,7 @@ def _top_orgs(since: datetime.date) -> list[dict]:
     ]
 
 
-def period_starts(interval: str, periods: int, today: datetime.date) -> list[datetime.date]:
+def period_starts(*, interval: str, periods: int, today: datetime.date) -> list[datetime.date]:
     """The first day of each of the last ``periods`` periods, oldest first, ending with today's."""
     if interval == "day":
         return [today - datetime.timedelta(days=offset) for offset in range(periods - 1, -1, -1)]
@@ -157,12 +157,14 @@ def period_starts(interval: str, periods: int, today: datetime.date) -> list[dat
 def revenue_trends(*, interval: str, periods: int, currency: str) -> tuple[dict, bool]:
     return cache.get_or_set(
         *revenue_trends_key(interval=interval, periods=periods, currency=currency),
-        compute=lambda: replicas.read(lambda: _revenue_trends_from_db(interval, periods, currency)),
+        compute=lambda: replicas.read(
+            lambda: _revenue_trends_from_db(interval=interval, periods=periods, currency=currency)
+        ),
     )
 
 
-def _revenue_trends_from_db(interval: str, periods: int, currency: str) -> dict:
-    starts = period_starts(interval, periods, timezone.now().date())
+def _revenue_trends_from_db(*, interval: str, periods: int, currency: str) -> dict:
+    starts = period_starts(interval=interval, periods=periods, today=timezone.now().date())
     rows = (
         RevenueDaily.objects.filter(day__gte=starts[0], currency=currency)
         .annotate(period=TRUNCATE[interval]("day"))

@@ -80,7 +80,7 @@ def credits_purchase(
         credits, price_minor, currency, label = package.credits, package.price_minor, package.currency, package.name
     else:
         credits = to_credits(credits)
-        price_minor, currency = selectors.custom_credits_price(credits)
+        price_minor, currency = selectors.custom_credits_price(credits=credits)
         label = f"{credits.normalize():f} credit{'' if credits == 1 else 's'}"
 
     invoice = Invoice.objects.create(
@@ -150,7 +150,7 @@ def credits_consume(
     idempotency_key: str | None = None,
 ) -> CreditsResult:
     """Meter usage: debit the personal balance, or the caller's allocation in ``org_id``."""
-    rule = selectors.pricing_rule(service)
+    rule = selectors.pricing_rule(service=service)
     if rule is None:
         raise UnknownService(details={"service": service})
     cost = to_credits(credits if credits is not None else rule["credits_per_unit"] * units)
@@ -165,7 +165,7 @@ def credits_consume(
     if org_id is None:
         debited = debit_personal_balance(user_id=user.pk, cost=cost, service=service, units=units, **ledger_fields)
         if debited is None:
-            raise _shortfall(cost, selectors.personal_balance(user.pk))
+            raise _shortfall(cost, selectors.personal_balance(user_id=user.pk))
         ledger_row, after, threshold = debited
         alerts.balance_moved(
             user_id=user.pk,
@@ -254,7 +254,7 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
         raise InvalidAdjustment("An adjustment needs a reason.", code="adjustment_reason_missing")
     moved = _apply_to_account(user_id=user.pk, delta=amount)
     if moved is None:
-        raise _shortfall(-amount, selectors.personal_balance(user.pk))
+        raise _shortfall(-amount, selectors.personal_balance(user_id=user.pk))
     before, after, threshold = moved
     ledger_row = write_ledger(
         user_id=user.pk,

@@ -19,4 +19,4 @@ def evict_on_allocation_change(sender, instance, **kwargs):
 
 @receiver([post_save, post_delete], sender=PricingRule, dispatch_uid="billing.evict_pricing_rule")
 def evict_pricing_rule(sender, instance, **kwargs):
-    cache.invalidate_on_commit(keys=[cache.make_key("pricing_rules", pricing_rule_part(instance.service))])
+    cache.invalidate_on_commit(keys=[cache.make_key("pricing_rules", pricing_rule_part(service=instance.service))])

@@ -430,42 +430,58 @@ def delete_pattern(pattern: str) -> int:
     return deleted
 
 
+# The keyword by which a subject's key and compute selectors take its id.
+_SUBJECT_ID_ARGUMENT = {"user": "user_id", "org": "org_id"}
+
+
 @dataclass(frozen=True)
 class CachedView:
-    """One cached view of a user's or an org's data: its key and how to recompute it from the database."""
+    """One cached view of a user's or an org's data: its key and how to recompute it from the database.
 
-    key: Callable[[int], tuple]
-    compute: Callable[[int], Any]
+    Both are keyword-only selectors, called with the subject's id (``user_id=`` or ``org_id=``).
+    """
+
+    subject: str
+    key: Callable[..., tuple]
+    compute: Callable[..., Any]
+
+    def cache_key(self, subject_id: int) -> str:
+        return make_key(*self.key(**{_SUBJECT_ID_ARGUMENT[self.subject]: subject_id}))
+
+    def refiller(self, subject_id: int) -> Callable[[], Any]:
+        return functools.partial(self.compute, **{_SUBJECT_ID_ARGUMENT[self.subject]: subject_id})
 
 
 # Registered by the apps that own the views (billing's AppConfig.ready), so this module names none of them.
 _cached_views: dict[str, list[CachedView]] = {"user": [], "org": []}
 
 
-def register_view(subject: str, *, key: Callable[[int], tuple], compute: Callable[[int], Any]) -> None:
+def register_view(subject: str, *, key: Callable[..., tuple], compute: Callable[..., Any]) -> None:
     """Declare a cached view of one user's (``subject="user"``) or one org's data.
 
-    Every write to that user or org evicts it after commit; where it was cached,
-    the writer puts the recomputed value back (``refill``), so the next read hits.
+    ``key`` and ``compute`` take the subject's id by keyword: ``user_id=`` or
+    ``org_id=``. Every write to that user or org evicts it after commit; where it
+    was cached, the writer puts the recomputed value back (``refill``), so the
+    next read hits.
     """
     views = _cached_views[subject]
     if all(view.key != key for view in views):
-        views.append(CachedView(key=key, compute=compute))
+        views.append(CachedView(subject=subject, key=key, compute=compute))
 
 
 def warm(subject: str, subject_id: int) -> None:
     """Recompute and store every registered view of one user or org."""
-    _store_many({make_key(*view.key(subject_id)): view.compute(subject_id) for view in _cached_views[subject]})
+    _store_many({view.cache_key(subject_id): view.refiller(subject_id)() for view in _cached_views[subject]})
 
 
 def user_keys(user_id: int) -> list[str]:
     """Every key that holds one user's credit data."""
-    return [make_key(*view.key(user_id)) for view in _cached_views["user"]]
+    return [view.cache_key(user_id) for view in _cached_views["user"]]
 
 
 def org_keys(org_id: int) -> list[str]:
     """Every key that holds one org's billing data."""
-    return [make_key(*view.key(org_id)) for view in _cached_views["org"]]
+    return [view.cache_key(org_id) for view in _cached_views["org"]]
 
 
 def invalidate_user_cache(user_id: int) -> None:
@@ -482,7 +498,7 @@ def _refillers(*, user_ids: Iterable[int], org_ids: Iterable[int]) -> dict[str, 
     for subject, ids in (("user", user_ids), ("org", org_ids)):
         for subject_id in ids:
             for view in _cached_views[subject]:
-                found[make_key(*view.key(subject_id))] = functools.partial(view.compute, subject_id)
+                found[view.cache_key(subject_id)] = view.refiller(subject_id)
     return found
 
 

@@ -4,12 +4,12 @@ from ops_center import cache
 from orgs.models import Membership
 
 
-def role_cache_part(user_id: int) -> str:
+def role_cache_part(*, user_id: int) -> str:
     return f"role_{cache.user_part(user_id)}"
 
 
 def role_key(*, user_id: int, org_id: int) -> tuple:
-    return ("org_data", cache.org_part(org_id), role_cache_part(user_id))
+    return ("org_data", cache.org_part(org_id), role_cache_part(user_id=user_id))
 
 
 def membership_role(*, user_id: int, org_id: int) -> str | None:

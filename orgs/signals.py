@@ -33,5 +33,5 @@ def evict_user_keys(sender, instance, created=False, **kwargs):
 
 @receiver([post_save, post_delete], sender=Membership, dispatch_uid="orgs.evict_membership_role")
 def evict_membership_role(sender, instance, **kwargs):
-    role_key = cache.make_key("org_data", cache.org_part(instance.org_id), role_cache_part(instance.user_id))
+    role_key = cache.make_key("org_data", cache.org_part(instance.org_id), role_cache_part(user_id=instance.user_id))
     cache.invalidate_on_commit(keys=[role_key], user_ids=[instance.user_id], org_ids=[instance.org_id])

@@ -191,7 +191,7 @@ def test_no_analytics_query_touches_the_ledger_or_the_invoices():
 
     with CaptureQueriesContext(connection) as captured:
         _platform_from_db()
-        _revenue_trends_from_db("month", 12, "USD")
+        _revenue_trends_from_db(interval="month", periods=12, currency="USD")
 
     assert len(captured.captured_queries) == 10
     with connection.cursor() as cursor:

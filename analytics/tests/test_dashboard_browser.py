@@ -288,7 +288,7 @@ def test_staff_see_the_charts_with_the_data_points(page, platform):
     charts = driver.execute_script(READ_CHARTS)
 
     today = platform["today"]
-    months = period_starts("month", 12, today)
+    months = period_starts(interval="month", periods=12, today=today)
     revenue = charts["revenue"]
     assert revenue["type"] == "bar"
     assert revenue["labels"] == [month.strftime("%b %Y") for month in months]
@@ -298,7 +298,7 @@ def test_staff_see_the_charts_with_the_data_points(page, platform):
         assert dataset["data"] == pytest.approx(expected), source
     assert sum(revenue["datasets"][1]["data"]) == pytest.approx((120 + 200 + 300 + 50) / 100)
 
-    days = period_starts("day", 30, today)
+    days = period_starts(interval="day", periods=30, today=today)
     credits = charts["credits"]
     assert credits["type"] == "line"
     assert credits["labels"] == [day.isoformat() for day in days]

@@ -33,7 +33,7 @@ def org_fast_read(permission, payload_key, render=lambda payload: payload, query
     return FastRead(
         keys=lambda user_id, kwargs, _query: [
             role_key(user_id=user_id, org_id=kwargs["org_id"]),
-            payload_key(kwargs["org_id"]),
+            payload_key(org_id=kwargs["org_id"]),
         ],
         answer=answer,
         query=query,
@@ -41,7 +41,7 @@ def org_fast_read(permission, payload_key, render=lambda payload: payload, query
 
 
 def subscription_out(subscription: dict) -> dict:
-    return {**subscription, "days_left": selectors.days_left(subscription)}
+    return {**subscription, "days_left": selectors.days_left(subscription=subscription)}
 
 
 class OrgSubscriptionView(FastReadMixin, APIView):
@@ -55,7 +55,7 @@ class OrgSubscriptionView(FastReadMixin, APIView):
         responses={200: org_serializers.SubscriptionOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
-        subscription, hit = selectors.org_subscription(org_id)
+        subscription, hit = selectors.org_subscription(org_id=org_id)
         if subscription is None:
             raise SubscriptionNotFound(details={"org_id": org_id})
         return with_cache_header(Response(subscription_out(subscription)), hit)
@@ -72,7 +72,7 @@ class OrgCreditPoolView(FastReadMixin, APIView):
         responses={200: org_serializers.PoolOut, **ORG_READ_ERRORS},
     )
     def get(self, request, org_id: int):
-        pool, hit = selectors.org_credit_pool(org_id)
+        pool, hit = selectors.org_credit_pool(org_id=org_id)
         if pool is None:
             raise PoolNotFound(details={"org_id": org_id})
         return with_cache_header(Response(pool), hit)

@@ -24,11 +24,11 @@ def _cached_value(_principal, _kwargs, _query, values):
 
 def _history_page(_principal, _kwargs, query, values):
     pages = values[0]
-    return pages[0] if "cursor" not in query else cached_page_after(pages, query["cursor"])
+    return pages[0] if "cursor" not in query else cached_page_after(pages=pages, cursor=query["cursor"])
 
 
 class BalanceView(FastReadMixin, APIView):
-    fast_read = FastRead(keys=lambda user_id, _kwargs, _query: [balance_key(user_id)], answer=_cached_value)
+    fast_read = FastRead(keys=lambda user_id, _kwargs, _query: [balance_key(user_id=user_id)], answer=_cached_value)
 
     @extend_schema(
         operation_id="credits_balance",
@@ -36,13 +36,13 @@ class BalanceView(FastReadMixin, APIView):
         responses={200: serializers.BalanceOut, **READ_ERRORS},
     )
     def get(self, request):
-        data, hit = selectors.balance_for(request.user.pk)
+        data, hit = selectors.balance_for(user_id=request.user.pk)
         return with_cache_header(Response(data), hit)
 
 
 class UsageSummaryView(FastReadMixin, APIView):
     fast_read = FastRead(
-        keys=lambda user_id, _kwargs, _query: [usage_summary_key(user_id)],
+        keys=lambda user_id, _kwargs, _query: [usage_summary_key(user_id=user_id)],
         answer=_cached_value,
         query={"days": exactly(str(selectors.DEFAULT_SUMMARY_DAYS))},
     )
@@ -56,13 +56,13 @@ class UsageSummaryView(FastReadMixin, APIView):
     def get(self, request):
         params = serializers.SummaryParams(data=request.query_params)
         params.is_valid(raise_exception=True)
-        data, hit = selectors.usage_summary(request.user.pk, params.validated_data["days"])
+        data, hit = selectors.usage_summary(user_id=request.user.pk, days=params.validated_data["days"])
         return with_cache_header(Response(data), hit)
 
 
 class TransactionsView(FastReadMixin, APIView):
     fast_read = FastRead(
-        keys=lambda user_id, _kwargs, _query: [history_pages_key(user_id)],
+        keys=lambda user_id, _kwargs, _query: [history_pages_key(user_id=user_id)],
         answer=_history_page,
         query={"limit": exactly(str(DEFAULT_LIMIT)), "cursor": any_text},
     )

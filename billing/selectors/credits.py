@@ -14,25 +14,25 @@ from ops_center import cache, replicas
 from ops_center.api.pagination import DEFAULT_LIMIT, encode_cursor, keyset_page
 
 
-def balance_key(user_id: int) -> tuple:
+def balance_key(*, user_id: int) -> tuple:
     return ("credit_balance", cache.user_part(user_id), "balance")
 
 
-def usage_summary_key(user_id: int) -> tuple:
+def usage_summary_key(*, user_id: int) -> tuple:
     return ("credit_balance", cache.user_part(user_id), "usage_summary_30d")
 
 
-def history_pages_key(user_id: int) -> tuple:
+def history_pages_key(*, user_id: int) -> tuple:
     return ("credit_balance", cache.user_part(user_id), "transactions_first_pages")
 
 
-def balance_for(user_id: int) -> tuple[dict, bool]:
+def balance_for(*, user_id: int) -> tuple[dict, bool]:
     """The caller's balance, allocations and total. Returns (data, cache hit)."""
-    return cache.get_or_set(*balance_key(user_id), compute=lambda: _balance_from_db(user_id))
+    return cache.get_or_set(*balance_key(user_id=user_id), compute=lambda: _balance_from_db(user_id=user_id))
 
 
-def _balance_from_db(user_id: int) -> dict:
-    personal = personal_balance(user_id)
+def _balance_from_db(*, user_id: int) -> dict:
+    personal = personal_balance(user_id=user_id)
     allocations = [
         {
             "org_id": row["pool__org_id"],
@@ -52,7 +52,7 @@ def _balance_from_db(user_id: int) -> dict:
     }
 
 
-def personal_balance(user_id: int) -> Decimal:
+def personal_balance(*, user_id: int) -> Decimal:
     balance = CreditAccount.objects.filter(user_id=user_id).values_list("balance", flat=True).first()
     return balance if balance is not None else ZERO_CREDITS
 
@@ -67,23 +67,23 @@ def allocation_remaining(*, user_id: int, org_id: int) -> Decimal:
     return to_credits(remaining) if remaining is not None else ZERO_CREDITS
 
 
-def pricing_rule(service: str) -> dict | None:
+def pricing_rule(*, service: str) -> dict | None:
     """The active rule for a service, cached in the pricing_rules namespace."""
     rule, _ = cache.get_or_set(
-        "pricing_rules", pricing_rule_part(service), compute=lambda: _pricing_rule_from_db(service)
+        "pricing_rules", pricing_rule_part(service=service), compute=lambda: _pricing_rule_from_db(service=service)
     )
     return rule
 
 
-def pricing_rule_part(service: str) -> str:
+def pricing_rule_part(*, service: str) -> str:
     return f"service_{service}"
 
 
-def _pricing_rule_from_db(service: str) -> dict | None:
+def _pricing_rule_from_db(*, service: str) -> dict | None:
     return PricingRule.objects.filter(service=service, is_active=True).values("service", "credits_per_unit").first()
 
 
-def custom_credits_price(credits: Decimal) -> tuple[int, str]:
+def custom_credits_price(*, credits: Decimal) -> tuple[int, str]:
     """Price of a custom purchase in minor units, rounded up to the next cent."""
     unit_price = Decimal(settings.CUSTOM_CREDITS_PRICE_MINOR_PER_CREDIT)
     return int(-((-credits * unit_price) // 1)), settings.CUSTOM_CREDITS_CURRENCY
@@ -92,18 +92,20 @@ def custom_credits_price(credits: Decimal) -> tuple[int, str]:
 DEFAULT_SUMMARY_DAYS = 30
 
 
-def usage_summary(user_id: int, days: int) -> tuple[dict, bool]:
+def usage_summary(*, user_id: int, days: int) -> tuple[dict, bool]:
     """Credits used per day and per service over the last ``days`` days, from the rollup.
 
     The default 30-day window is cached; other windows are rare and read directly.
     Returns (data, cache hit).
     """
     if days != DEFAULT_SUMMARY_DAYS:
-        return _usage_summary_from_db(user_id, days), False
-    return cache.get_or_set(*usage_summary_key(user_id), compute=lambda: _usage_summary_from_db(user_id, days))
+        return _usage_summary_from_db(user_id=user_id, days=days), False
+    return cache.get_or_set(
+        *usage_summary_key(user_id=user_id), compute=lambda: _usage_summary_from_db(user_id=user_id, days=days)
+    )
 
 
-def _usage_summary_from_db(user_id: int, days: int) -> dict:
+def _usage_summary_from_db(*, user_id: int, days: int) -> dict:
     today = timezone.now().date()
     first_day = today - datetime.timedelta(days=days - 1)
     query = UsageDaily.objects.filter(user_id=user_id, day__gte=first_day)
@@ -173,17 +175,19 @@ def transactions_page(
         return _page(queryset, user_id=user_id, limit=limit, cursor=cursor), False
     if cursor is not None:
         # Counted as a hit only when the page is served from the entry (the fast path reads it the same way).
-        entries = cache.get_entries([history_pages_key(user_id)])
-        page = cached_page_after(entries[0][1], cursor) if entries else None
+        entries = cache.get_entries([history_pages_key(user_id=user_id)])
+        page = cached_page_after(pages=entries[0][1], cursor=cursor) if entries else None
         if page is not None:
             cache.record_hits(["credit_balance"])
             return page, True
         return _page(queryset, user_id=user_id, limit=limit, cursor=cursor), False
-    pages, hit = cache.get_or_set(*history_pages_key(user_id), compute=lambda: _first_pages_from_db(user_id))
+    pages, hit = cache.get_or_set(
+        *history_pages_key(user_id=user_id), compute=lambda: _first_pages_from_db(user_id=user_id)
+    )
     return pages[0], hit
 
 
-def cached_page_after(pages: list[dict] | None, cursor: str) -> dict | None:
+def cached_page_after(*, pages: list[dict] | None, cursor: str) -> dict | None:
     """The cached page that follows the one whose ``next_cursor`` is ``cursor``, if it is cached."""
     for previous, following in itertools.pairwise(pages or []):
         if previous["next_cursor"] == cursor:
@@ -191,7 +195,7 @@ def cached_page_after(pages: list[dict] | None, cursor: str) -> dict | None:
     return None
 
 
-def _first_pages_from_db(user_id: int) -> list[dict]:
+def _first_pages_from_db(*, user_id: int) -> list[dict]:
     """The first ``CACHED_PAGES`` pages of the default size, cut from one query, each as its request gets it."""
     queryset = CreditTransaction.objects.filter(user_id=user_id).values(*TRANSACTION_COLUMNS)
     rows, last_cursor = replicas.read(
@@ -226,8 +230,8 @@ def most_active_user_ids(*, limit: int, days: int = 7) -> list[int]:
     )
 
 
-def _default_usage_summary_from_db(user_id: int) -> dict:
-    return _usage_summary_from_db(user_id, DEFAULT_SUMMARY_DAYS)
+def _default_usage_summary_from_db(*, user_id: int) -> dict:
+    return _usage_summary_from_db(user_id=user_id, days=DEFAULT_SUMMARY_DAYS)
 
 
 def register_cached_views() -> None:
@@ -237,6 +241,6 @@ def register_cached_views() -> None:
     cache.register_view("user", key=history_pages_key, compute=_first_pages_from_db)
 
 
-def warm_user(user_id: int) -> None:
+def warm_user(*, user_id: int) -> None:
     """Recompute and store every cached view of one user's credit data."""
     cache.warm("user", user_id)

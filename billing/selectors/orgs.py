@@ -17,24 +17,24 @@ DEFAULT_USAGE_DAYS = 30
 CREDITS = DecimalField(max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES)
 
 
-def subscription_key(org_id: int) -> tuple:
+def subscription_key(*, org_id: int) -> tuple:
     return ("subscription", cache.org_part(org_id), "current")
 
 
-def credit_pool_key(org_id: int) -> tuple:
+def credit_pool_key(*, org_id: int) -> tuple:
     return ("org_data", cache.org_part(org_id), "credit_pool")
 
 
-def members_usage_key(org_id: int) -> tuple:
+def members_usage_key(*, org_id: int) -> tuple:
     return ("org_data", cache.org_part(org_id), "members_usage_30d")
 
 
-def org_subscription(org_id: int) -> tuple[dict | None, bool]:
+def org_subscription(*, org_id: int) -> tuple[dict | None, bool]:
     """The org's current subscription, or None. Returns (data, cache hit)."""
-    return cache.get_or_set(*subscription_key(org_id), compute=lambda: _subscription_from_db(org_id))
+    return cache.get_or_set(*subscription_key(org_id=org_id), compute=lambda: _subscription_from_db(org_id=org_id))
 
 
-def _subscription_from_db(org_id: int) -> dict | None:
+def _subscription_from_db(*, org_id: int) -> dict | None:
     columns = ("id", "status", "current_period_start", "current_period_end", "cancel_at_period_end")
     plan_columns = ("plan__code", "plan__name", "plan__price_minor", "plan__currency", "plan__interval")
     live = Subscription.objects.filter(org_id=org_id, status__in=LIVE_SUBSCRIPTION_STATUSES)
@@ -64,7 +64,7 @@ def _subscription_from_db(org_id: int) -> dict | None:
     }
 
 
-def days_left(subscription: dict) -> int:
+def days_left(*, subscription: dict) -> int:
     """Whole days until the period ends; computed per request so a cached value never goes stale."""
     return max(0, (subscription["current_period_end"] - timezone.now()).days)
 
@@ -73,12 +73,12 @@ def days_left(subscription: dict) -> int:
 POOL_COLUMNS = ("total_credits", "allocated_credits", "used_credits", "available_credits")
 
 
-def org_credit_pool(org_id: int) -> tuple[dict | None, bool]:
+def org_credit_pool(*, org_id: int) -> tuple[dict | None, bool]:
     """The org's pool counters, or None. Returns (data, cache hit)."""
-    return cache.get_or_set(*credit_pool_key(org_id), compute=lambda: _pool_from_db(org_id))
+    return cache.get_or_set(*credit_pool_key(org_id=org_id), compute=lambda: _pool_from_db(org_id=org_id))
 
 
-def _pool_from_db(org_id: int) -> dict | None:
+def _pool_from_db(*, org_id: int) -> dict | None:
     pool = CreditPool.objects.filter(org_id=org_id)
     row = next(iter(pool.values(*POOL_COLUMNS, "next_refresh_date")[:1]), None)
     if row is None:
@@ -135,9 +135,9 @@ def members_usage_page(
     """
     if days == DEFAULT_USAGE_DAYS and sort == "-usage" and limit == DEFAULT_LIMIT and cursor is None:
         return cache.get_or_set(
-            *members_usage_key(org_id), compute=lambda: _members_usage_from_db(org_id, days, sort, limit, None)
+            *members_usage_key(org_id=org_id), compute=lambda: _default_members_usage_from_db(org_id=org_id)
         )
-    return _members_usage_from_db(org_id, days, sort, limit, cursor), False
+    return _members_usage_from_db(org_id=org_id, days=days, sort=sort, limit=limit, cursor=cursor), False
 
 
 def _rounded(rows: list[dict]) -> list[dict]:
@@ -147,7 +147,7 @@ def _rounded(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def _members_usage_from_db(org_id: int, days: int, sort: str, limit: int, cursor: str | None) -> dict:
+def _members_usage_from_db(*, org_id: int, days: int, sort: str, limit: int, cursor: str | None) -> dict:
     since = timezone.now().date() - datetime.timedelta(days=days - 1)
     window_usage = (
         UsageDaily.objects.filter(org_id=org_id, user_id=OuterRef("user_id"), day__gte=since)
@@ -258,8 +258,10 @@ def live_subscription_org_ids() -> list[int]:
     )
 
 
-def _default_members_usage_from_db(org_id: int) -> dict:
-    return _members_usage_from_db(org_id, DEFAULT_USAGE_DAYS, "-usage", DEFAULT_LIMIT, None)
+def _default_members_usage_from_db(*, org_id: int) -> dict:
+    return _members_usage_from_db(
+        org_id=org_id, days=DEFAULT_USAGE_DAYS, sort="-usage", limit=DEFAULT_LIMIT, cursor=None
+    )
 
 
 def register_cached_views() -> None:
@@ -269,6 +271,6 @@ def register_cached_views() -> None:
     cache.register_view("org", key=members_usage_key, compute=_default_members_usage_from_db)
 
 
-def warm_org(org_id: int) -> None:
+def warm_org(*, org_id: int) -> None:
     """Recompute and store the cached views of one org."""
     cache.warm("org", org_id)

@@ -376,8 +376,8 @@ def test_the_orgs_cached_views_are_refreshed_after_the_job_commits(plan, setting
     # In use (not an unread refill), so put back recomputed.
     pool = cache.get_value("org_data", org, "credit_pool")
     current = cache.get_value("subscription", org, "current")
-    assert pool == org_selectors._pool_from_db(subscription.org_id)
-    assert current == org_selectors._subscription_from_db(subscription.org_id)
+    assert pool == org_selectors._pool_from_db(org_id=subscription.org_id)
+    assert current == org_selectors._subscription_from_db(org_id=subscription.org_id)
     assert "stale" not in (pool, current)
 
 

@@ -75,7 +75,7 @@ def test_a_write_refills_the_views_in_use_and_only_evicts_those_unread_since_the
 
     credits_purchase(user=user, credits=Decimal("1"))
 
-    balance = cache.make_key(*balance_key(user.pk))
+    balance = cache.make_key(*balance_key(user_id=user.pk))
     assert django_cache.get(balance)[1]["balance"] == Decimal("16.0000")
     assert django_cache.get_many([key for key in cache.user_keys(user.pk) if key != balance]) == {}
 
@@ -95,7 +95,7 @@ def test_a_client_that_only_writes_pays_for_one_refill_per_read(user_api, user):
 
     assert user_api.get(VIEWS["balance"])["X-Cache"] == "MISS"
     WRITES["usage"](user)
-    assert list(django_cache.get_many(keys)) == [cache.make_key(*balance_key(user.pk))]
+    assert list(django_cache.get_many(keys)) == [cache.make_key(*balance_key(user_id=user.pk))]
 
 
 def test_a_rolled_back_write_evicts_nothing(user_api, user):

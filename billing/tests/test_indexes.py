@@ -212,18 +212,18 @@ def test_the_subscription_endpoints_query_uses_the_partial_index(loaded_tables):
     from billing.selectors.orgs import _subscription_from_db
 
     org_id = Subscription.objects.values_list("org_id", flat=True).first()
-    assert "idx_subscriptions_active" in _explain_selector(lambda: _subscription_from_db(org_id))
+    assert "idx_subscriptions_active" in _explain_selector(lambda: _subscription_from_db(org_id=org_id))
 
 
 def test_the_pool_endpoints_query_uses_the_covering_index(loaded_tables):
     from billing.selectors.orgs import _pool_from_db
 
     org_id = CreditPool.objects.values_list("org_id", flat=True).first()
-    assert "idx_credit_pools_org" in _explain_selector(lambda: _pool_from_db(org_id))
+    assert "idx_credit_pools_org" in _explain_selector(lambda: _pool_from_db(org_id=org_id))
 
 
 def test_the_transactions_endpoints_query_uses_the_history_index(loaded_tables):
     from billing.selectors.credits import _first_pages_from_db
 
     user_id = CreditTransaction.objects.values_list("user_id", flat=True).first()
-    assert "idx_credit_transactions_history" in _explain_selector(lambda: _first_pages_from_db(user_id))
+    assert "idx_credit_transactions_history" in _explain_selector(lambda: _first_pages_from_db(user_id=user_id))

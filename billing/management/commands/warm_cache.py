@@ -1,3 +1,5 @@
+import functools
+
 from django.core.management.base import BaseCommand
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -19,14 +21,14 @@ class Command(BaseCommand):
     def handle(self, *args, users: int, days: int, verbosity: int, **options):
         user_ids = selectors.most_active_user_ids(limit=users, days=days)
         org_ids = selectors.live_subscription_org_ids()
-        warmers = [(selectors.warm_user, user_id) for user_id in user_ids]
-        warmers += [(selectors.warm_org, org_id) for org_id in org_ids]
+        warmers = [functools.partial(selectors.warm_user, user_id=user_id) for user_id in user_ids]
+        warmers += [functools.partial(selectors.warm_org, org_id=org_id) for org_id in org_ids]
         with Progress(
             TextColumn("warming"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=verbosity == 0
         ) as progress:
             task = progress.add_task("warm", total=len(warmers))
-            for warm, ident in warmers:
-                warm(ident)
+            for warm in warmers:
+                warm()
                 progress.advance(task)
         if cache.breaker.is_open:
             self.stderr.write("The cache is unreachable; nothing was warmed. Is Redis running (REDIS_URL)?")
