@@ -165,7 +165,7 @@ def credits_consume(
     if org_id is None:
         debited = debit_personal_balance(user_id=user.pk, cost=cost, service=service, units=units, **ledger_fields)
         if debited is None:
-            raise _shortfall(cost, selectors.personal_balance(user_id=user.pk))
+            raise _shortfall(cost, selectors.personal_balance_amount(user_id=user.pk))
         ledger_row, after, threshold = debited
         alerts.balance_moved(
             user_id=user.pk,
@@ -254,7 +254,7 @@ def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResul
         raise InvalidAdjustment("An adjustment needs a reason.", code="adjustment_reason_missing")
     moved = _apply_to_account(user_id=user.pk, delta=amount)
     if moved is None:
-        raise _shortfall(-amount, selectors.personal_balance(user_id=user.pk))
+        raise _shortfall(-amount, selectors.personal_balance_amount(user_id=user.pk))
     before, after, threshold = moved
     ledger_row = write_ledger(
         user_id=user.pk,

@@ -36,7 +36,7 @@ class BalanceView(FastReadMixin, APIView):
         responses={200: serializers.BalanceOut, **READ_ERRORS},
     )
     def get(self, request):
-        data, hit = selectors.balance_for(user_id=request.user.pk)
+        data, hit = selectors.balance_with_allocations(user_id=request.user.pk)
         return with_cache_header(Response(data), hit)
 
 

@@ -26,13 +26,17 @@ def history_pages_key(*, user_id: int) -> tuple:
     return ("credit_balance", cache.user_part(user_id), "transactions_first_pages")
 
 
-def balance_for(*, user_id: int) -> tuple[dict, bool]:
-    """The caller's balance, allocations and total. Returns (data, cache hit)."""
+def balance_with_allocations(*, user_id: int) -> tuple[dict, bool]:
+    """The balance endpoint's payload, cached. Returns (data, cache hit).
+
+    The data holds the personal balance (``personal_balance_amount``), each org
+    allocation with what remains of it, and the total available.
+    """
     return cache.get_or_set(*balance_key(user_id=user_id), compute=lambda: _balance_from_db(user_id=user_id))
 
 
 def _balance_from_db(*, user_id: int) -> dict:
-    personal = personal_balance(user_id=user_id)
+    personal = personal_balance_amount(user_id=user_id)
     allocations = [
         {
             "org_id": row["pool__org_id"],
@@ -52,7 +56,8 @@ def _balance_from_db(*, user_id: int) -> dict:
     }
 
 
-def personal_balance(*, user_id: int) -> Decimal:
+def personal_balance_amount(*, user_id: int) -> Decimal:
+    """The user's own credit account balance, uncached; org allocations are not in it."""
     balance = CreditAccount.objects.filter(user_id=user_id).values_list("balance", flat=True).first()
     return balance if balance is not None else ZERO_CREDITS
 
