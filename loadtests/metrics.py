@@ -57,7 +57,7 @@ class RunCounters:
     def cache_rows(self) -> list[dict]:
         """One row per endpoint answering with X-Cache, then the total."""
         rows = [_cache_row(name, counts) for name, counts in sorted(self.cache.items())]
-        total = Counter()
+        total: Counter[str] = Counter()
         for counts in self.cache.values():
             total.update(counts)
         return [*rows, _cache_row(TOTAL, total)]

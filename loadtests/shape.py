@@ -14,7 +14,9 @@ class ReportStagesShape(LoadTestShape):
 
     use_common_options = True
 
-    def tick(self):
+    def tick(self) -> tuple[int, float] | None:
+        if self.runner is None or self.runner.environment.parsed_options is None:
+            raise RuntimeError("Locust calls tick only on a runner started with parsed options")
         options = self.runner.environment.parsed_options
         if options.load_shape == CONSTANT:
             # Custom options travel to workers with every spawn message; --users does not.

@@ -64,10 +64,10 @@ def run(host: str, keys_file: Path, args) -> dict:
     figures = parse_wrk(output)
     cpu = (
         server_cpu.server_figures(before, server_cpu.sample(pid), figures["requests"])
-        if before
+        if before and pid
         else server_cpu.not_measured("no local listener")
     )
-    return figures | {"server_cpu_ms_per_request": cpu.get("ms_per_request")}
+    return {**figures, "server_cpu_ms_per_request": cpu.get("ms_per_request")}
 
 
 def main(argv: list[str] | None = None) -> int:

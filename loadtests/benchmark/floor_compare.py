@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TypedDict
 
 from billing.demo.keys_csv import read_keys_csv
 from loadtests.benchmark import server_cpu
@@ -37,7 +38,16 @@ WRK_MISSING = "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubunt
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
-def parse_wrk(output: str) -> dict:
+class WrkFigures(TypedDict):
+    requests: int
+    rps: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+def parse_wrk(output: str) -> WrkFigures:
     """Requests, req/s, non-2xx/3xx answers, socket errors and the p50/p99 latencies from ``wrk --latency``."""
     requests = re.search(r"(\d+) requests in ([\d.]+)(\w+)", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
@@ -45,16 +55,19 @@ def parse_wrk(output: str) -> dict:
         raise ValueError(f"cannot read wrk's output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    figures = {
+    return {
         "requests": int(requests.group(1)),
         "rps": float(rps.group(1)),
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "socket_errors": sum(int(count) for count in errors.groups()) if errors else 0,
+        "p50_ms": _latency_ms(output, 50),
+        "p99_ms": _latency_ms(output, 99),
     }
-    for percent in (50, 99):
-        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
-        figures[f"p{percent}_ms"] = round(float(found.group(1)) * UNITS_MS[found.group(2)], 3) if found else None
-    return figures
+
+
+def _latency_ms(output: str, percent: int) -> float | None:
+    found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
+    return round(float(found.group(1)) * UNITS_MS[found.group(2)], 3) if found else None
 
 
 def first_user_key(keys: Path) -> str:
@@ -124,7 +137,7 @@ def measure(server: Server, url: str, headers: list[str], args) -> dict:
     after = server_cpu.sample(server.pid)
     figures = parse_wrk(output)
     cpu = server_cpu.server_figures(before, after, figures["requests"], "started here")
-    return figures | {"server_cpu_ms_per_request": cpu["ms_per_request"], "server_processes": cpu["processes"]}
+    return {**figures, "server_cpu_ms_per_request": cpu["ms_per_request"], "server_processes": cpu["processes"]}
 
 
 def median(runs: list[dict], figure: str) -> float | None:
@@ -137,13 +150,12 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         name: {figure: median(rows, figure) for figure in ("rps", "server_cpu_ms_per_request", "p50_ms", "p99_ms")}
         for name, rows in runs.items()
     }
-    ratios = {
-        figure: round(medians["balance"][figure] / medians["floor"][figure], 3)
-        if medians["balance"][figure] and medians["floor"][figure]
-        else None
-        for figure in medians["floor"]
-    }
+    ratios = {figure: _ratio(medians["balance"][figure], medians["floor"][figure]) for figure in medians["floor"]}
     return {"medians": medians, "ratio_balance_over_floor": ratios}
+
+
+def _ratio(balance: float | None, floor: float | None) -> float | None:
+    return round(balance / floor, 3) if balance and floor else None
 
 
 def print_run(round_number: int, name: str, run: dict) -> None:
@@ -175,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     auth = f"Authorization: Bearer {first_user_key(args.keys)}"
     args.logs.mkdir(parents=True, exist_ok=True)
-    servers = {}
+    servers: dict[str, Server] = {}
     try:
         return _compare(args, auth, servers)
     except RuntimeError as exc:
@@ -186,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
 
-def _compare(args, auth: str, servers: dict) -> int:
+def _compare(args: argparse.Namespace, auth: str, servers: dict[str, Server]) -> int:
     if True:
         servers["floor"] = Server("config.settings_floor", args.floor_port, args.logs / "floor.log")
         servers["balance"] = Server("config.settings", args.balance_port, args.logs / "balance.log")

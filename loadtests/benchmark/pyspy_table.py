@@ -50,7 +50,8 @@ def read_stacks(path: Path) -> Counter:
 
 
 def costs(stacks: Counter) -> tuple[Counter, Counter, int]:
-    inclusive, own = Counter(), Counter()
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     for frames, count in stacks.items():
         for name in set(frames):
             inclusive[name] += count

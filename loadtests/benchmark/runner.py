@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import urllib3
 
+from billing.demo.keys_csv import DemoKey
 from loadtests.benchmark.server_cpu import Meter
 from loadtests.benchmark.targets import Endpoint, Target
 
@@ -125,11 +126,12 @@ class Runner:
             run.cpu = self._meter.stop(run.requests)
         return run
 
-    def _choose_callers(self, target: Target) -> tuple[list, list[str]]:
+    def _choose_callers(self, target: Target) -> tuple[list[tuple[str, DemoKey]], list[str]]:
         """One caller per worker, passing over principals whose path is a 404 (an org without a live
         subscription, say) while others answer. Any other status is kept, to be measured as a failure;
         if every principal gets 404, they are all kept and the run reports the failures."""
-        callers, passed_over = [], []
+        callers: list[tuple[str, DemoKey]] = []
+        passed_over: list[str] = []
         pool = urllib3.connection_from_url(self._origin, maxsize=1)
         try:
             for path, principal in target.calls:

@@ -184,7 +184,7 @@ class Meter:
     def stop(self, requests: int) -> dict:
         client = client_cpu_s() - self._client
         figures = {"client_cpu": cpu_figures(client, requests)}
-        if self._server is None:
+        if self._server is None or self.server_pid is None:
             figures["server_cpu"] = not_measured(self.reason)
             return figures
         try:
@@ -276,7 +276,7 @@ def _main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "snapshot":
         pid, how = locate(f"http://127.0.0.1:{args.port}", args.pid) if args.port or args.pid else (None, "no server")
-        state = {"pid": pid, "found_by": how, "taken_at": time.time()}
+        state: dict[str, object] = {"pid": pid, "found_by": how, "taken_at": time.time()}
         if pid is not None:
             taken = sample(pid)
             state.update(pids=list(taken.pids), cpu_s=taken.cpu_s)

@@ -5,6 +5,8 @@ p-th percentile of n sorted samples is the sample at rank ceil(p/100 * n), so
 it is always a latency that was actually measured.
 """
 
+from collections.abc import Sequence
+
 from loadtests.benchmark.runner import EndpointRun
 
 PERCENTILE_METHOD = "nearest-rank over all samples"
@@ -27,7 +29,7 @@ COMPARED_FIGURES = {
 }
 
 
-def percentile(sorted_samples: list[int | float], p: int) -> int | float:
+def percentile(sorted_samples: Sequence[int | float], p: int) -> int | float:
     """Nearest-rank percentile of already sorted samples; p is a whole percentage from 1 to 100."""
     if not sorted_samples:
         raise ValueError("no samples")
