@@ -14,7 +14,8 @@ from ops_center.api.pagination import DEFAULT_LIMIT, SortKey, keyset_page
 from orgs.models import Membership
 
 DEFAULT_USAGE_DAYS = 30
-CREDITS = DecimalField(max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES)
+# The type of a computed credits column (a subquery or its zero): the ledger's own precision.
+CREDITS_FIELD = DecimalField(max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES)
 
 
 def subscription_key(*, org_id: int) -> tuple:
@@ -156,11 +157,11 @@ def _members_usage_from_db(*, org_id: int, days: int, sort: str, limit: int, cur
         .values("total")
     )
     allocation = CreditAllocation.objects.filter(pool__org_id=org_id, user_id=OuterRef("user_id"))
-    zero = Value(ZERO_CREDITS, output_field=CREDITS)
+    zero = Value(ZERO_CREDITS, output_field=CREDITS_FIELD)
     members = Membership.objects.filter(org_id=org_id).annotate(
-        window_credits=Coalesce(Subquery(window_usage, output_field=CREDITS), zero),
-        allocated=Coalesce(Subquery(allocation.values("allocated_credits")[:1], output_field=CREDITS), zero),
-        used=Coalesce(Subquery(allocation.values("used_credits")[:1], output_field=CREDITS), zero),
+        window_credits=Coalesce(Subquery(window_usage, output_field=CREDITS_FIELD), zero),
+        allocated=Coalesce(Subquery(allocation.values("allocated_credits")[:1], output_field=CREDITS_FIELD), zero),
+        used=Coalesce(Subquery(allocation.values("used_credits")[:1], output_field=CREDITS_FIELD), zero),
     )
     columns = ("user_id", "user__username", "role", "window_credits", "allocated", "used")
     rows, next_cursor = keyset_page(
