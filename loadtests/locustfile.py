@@ -1,4 +1,4 @@
-"""The Ops-Center load test: the report's personas, stages and thresholds (see README "Load tests").
+"""The Ops-Center load test: our three personas, staged ramp and pass/fail thresholds (profile.json).
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8000 --keys var/demo-keys.csv \
         --headless --scale 0.1 --csv results/locust --html results/locust_report.html

@@ -44,7 +44,7 @@ def report_stages() -> list[Stage]:
 
 
 def scaled_stages(scale: float = 1.0, time_scale: float | None = None) -> list[Stage]:
-    """The report's stages with users times `scale` and durations times `time_scale` (default: `scale`).
+    """The staged ramp with users times `scale` and durations times `time_scale` (default: `scale`).
 
     A ramp towards a non-zero target keeps at least one user, so a tiny scale is
     still a miniature of the same curve rather than an empty run.

@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
         choices=[STAGED, CONSTANT],
         default=STAGED,
         env_var="LOCUST_LOAD_SHAPE",
-        help="staged: the report's k6 stages times --scale; constant: --users paced to --rate",
+        help="staged: the ramp to 1000 users in profile.json times --scale; constant: --users paced to --rate",
     )
     group.add_argument(
         "--scale",

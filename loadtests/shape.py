@@ -1,4 +1,4 @@
-"""The Locust load shape: the report's stages, or a constant rate (see schedule.py)."""
+"""The Locust load shape: the staged ramp of profile.json, or a constant rate (see schedule.py)."""
 
 from locust import LoadTestShape
 
@@ -6,7 +6,7 @@ from loadtests.schedule import CONSTANT, constant_users, shape_tick
 
 
 class ReportStagesShape(LoadTestShape):
-    """--load-shape staged: the report's k6 stages times --scale; constant: --users held for --run-time.
+    """--load-shape staged: profile.json's stages times --scale; constant: --users held for --run-time.
 
     --run-time, if given, cuts either short. use_common_options lets it read
     --users, --spawn-rate and --run-time (and the web UI offer them).

@@ -1,4 +1,5 @@
-"""The report's pass/fail rules, checked on a finished run's figures.
+"""Our pass/fail rules (p95 and p99 latency, failure rate, the balance check's own p95 and p99, and
+wrong balances after a purchase), checked on a finished run's figures.
 
 Named as k6 names them, so a breach reads the same whichever tool found it.
 """

@@ -3,8 +3,9 @@
 Keys look like ``v1:credit_balance:user_42``, and in Redis carry the
 deployment's ``CACHE_KEY_PREFIX`` before that (django-redis's KEY_PREFIX), so
 deployments sharing a Redis database never see each other's entries. The namespace isolates a kind of
-data and sets its TTL (the performance report's values, overridable in
-``settings.CACHE_TTLS``); the version prefix lets a deploy retire old shapes.
+data and sets its TTL (from a minute for balances to half an hour for pricing
+rules, by how often each changes; overridable in ``settings.CACHE_TTLS``); the
+version prefix lets a deploy retire old shapes.
 
 Four promises:
 

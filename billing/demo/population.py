@@ -28,7 +28,8 @@ HOUR = datetime.timedelta(hours=1)
 HISTORY = datetime.timedelta(days=365)
 TRIAL = datetime.timedelta(days=14)
 
-# The report's persona mix: most traffic comes from plain end users.
+# As in the load test's persona mix (70 % end users, 20 % org admins, 10 % staff), most users are plain
+# end users: this share of them act in an org.
 ORG_PRINCIPAL_SHARE = 0.3
 # Share of the ledger that moves org allocations rather than personal balances.
 ORG_LEDGER_SHARE = 0.2

@@ -146,7 +146,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="creditpool",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 fields=["org"],
                 include=("total_credits", "allocated_credits", "used_credits", "available_credits"),
                 name="idx_credit_pools_org",
@@ -154,7 +154,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="creditpool",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 condition=models.Q(("next_refresh_date__isnull", False)),
                 fields=["next_refresh_date"],
                 name="idx_credit_pools_refresh",
@@ -203,7 +203,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="credittransaction",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 condition=models.Q(("amount__gt", 0)),
                 fields=["user", "-created_at"],
                 name="idx_credit_transactions_user_balance",
@@ -211,7 +211,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="credittransaction",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 fields=["org", "transaction_type", "-created_at"],
                 include=("amount", "credits_before", "credits_after"),
                 name="idx_credit_transactions_org_summary",
@@ -219,7 +219,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="credittransaction",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 fields=["user", "-created_at"],
                 include=("transaction_type", "amount", "description"),
                 name="idx_credit_transactions_history",
@@ -268,7 +268,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="subscription",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 condition=models.Q(("status__in", ("active", "trialing"))),
                 fields=["org", "status"],
                 include=("plan", "current_period_end"),
@@ -277,7 +277,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="subscription",
-            index=ops_center.db.ReportIndex(
+            index=ops_center.db.LongNameIndex(
                 condition=models.Q(("status", "active")),
                 fields=["current_period_end", "status"],
                 name="idx_subscriptions_billing",

@@ -1,9 +1,9 @@
 """Raise the planner's statistics targets on the columns the hot queries filter on.
 
-The report's checklist sets "statistics targets for the query planner". With a
-skewed ledger (a few heavy users, many light ones) the default sample of 100
-misjudges per-user row counts; 1000 gives the planner enough most-common values
-to pick the history index for light users and a bitmap scan for heavy ones.
+With a skewed ledger (a few heavy users, many light ones) the default sample of
+100 misjudges per-user row counts; 1000 gives the planner enough most-common
+values to pick the history index for light users and a bitmap scan for heavy
+ones.
 PostgreSQL only: SQLite has no such knob, so there the migration does nothing.
 """
 

@@ -7,7 +7,7 @@ from django.db.models.functions import Round
 from django.utils import timezone
 
 from billing.money import CREDIT_DECIMAL_PLACES, credit_field
-from ops_center.db import ReportIndex
+from ops_center.db import LongNameIndex
 
 
 class CreditAccount(models.Model):
@@ -63,7 +63,7 @@ class CreditTransaction(models.Model):
     Type = TransactionType
 
     id = models.BigAutoField(primary_key=True)
-    # No single-column FK indexes: the report's indexes below lead with user_id
+    # No single-column FK indexes: the composite indexes below lead with user_id
     # and org_id and serve those lookups; another index would only slow inserts.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_transactions", db_index=False
@@ -110,27 +110,27 @@ class CreditTransaction(models.Model):
             ),
         ]
         indexes = [
-            # Report: "Organization aggregation": an org's flows by type over a
-            # date range, answered from the index alone thanks to INCLUDE.
-            ReportIndex(
+            # Org aggregation: an org's flows by type over a date range,
+            # answered from the index alone thanks to INCLUDE.
+            LongNameIndex(
                 fields=["org", "transaction_type", "-created_at"],
                 include=["amount", "credits_before", "credits_after"],
                 name="idx_credit_transactions_org_summary",
             ),
-            # Not in the report: the ledger across all users, newest first (the
-            # admin changelist, rollup rebuilds by date range). Without it the
-            # admin sorts the whole table on every page view.
+            # The ledger across all users, newest first (the admin changelist,
+            # rollup rebuilds by date range). Without it the admin sorts the
+            # whole table on every page view.
             models.Index(fields=["-created_at", "-id"], name="idx_credit_txn_created"),
-            # Report: "Transaction history pagination": GET /credits/transactions,
-            # a user's rows newest first, index-only for the listed columns.
-            ReportIndex(
+            # Transaction history pagination: GET /credits/transactions, a user's
+            # rows newest first, index-only for the listed columns.
+            LongNameIndex(
                 fields=["user", "-created_at"],
                 include=["transaction_type", "amount", "description"],
                 name="idx_credit_transactions_history",
             ),
-            # The report's other user index, (user_id, created_at DESC) WHERE amount > 0 for
-            # "a user's latest credits in", is left out: no query reads it, and every
-            # ledger insert with a positive amount would have to maintain it.
+            # No partial index (user_id, created_at DESC) WHERE amount > 0 for a
+            # user's latest credits in: no query reads it, and every ledger insert
+            # with a positive amount would have to maintain it.
         ]
 
     def __str__(self) -> str:

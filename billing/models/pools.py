@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, credit_field
-from ops_center.db import CoveringUniqueConstraint, ReportIndex
+from ops_center.db import CoveringUniqueConstraint, LongNameIndex
 
 
 class CreditPool(models.Model):
@@ -13,7 +13,7 @@ class CreditPool(models.Model):
 
     ``available_credits`` (total - allocated, what admins can still hand out)
     is a stored generated column, so it can never disagree with its inputs and
-    can sit in the covering index the report asks for.
+    can sit in the covering index that answers the credit-pool endpoint.
     """
 
     # One pool per org, kept by idx_credit_pools_org below: a OneToOneField would add a
@@ -39,8 +39,8 @@ class CreditPool(models.Model):
     class Meta:
         db_table = "credit_pools"
         constraints = [
-            # Report: "Credit pool lookup (hot path)": GET .../credit-pool on a
-            # cache miss, answered by an index-only scan. Unique: one pool per org.
+            # Credit pool lookup, a hot path: GET .../credit-pool on a cache miss,
+            # answered by an index-only scan. Unique: one pool per org.
             CoveringUniqueConstraint(
                 fields=["org"],
                 include=["total_credits", "allocated_credits", "used_credits", "available_credits"],
@@ -60,14 +60,14 @@ class CreditPool(models.Model):
             ),
         ]
         indexes = [
-            # Report: "Refresh processing". The report's predicate
+            # Refresh processing: the pools due within a day. A partial index on
             # `next_refresh_date <= NOW() + INTERVAL '1 day'` is refused by
             # PostgreSQL (index predicates must be IMMUTABLE, NOW() is not), and
             # a predicate frozen at build time would silently go stale anyway.
             # A b-tree on the date serves the same query,
             # `WHERE next_refresh_date <= now() + interval '1 day'`, as a range
             # scan; leaving out pools that never refresh keeps it as small.
-            ReportIndex(
+            LongNameIndex(
                 fields=["next_refresh_date"],
                 condition=Q(next_refresh_date__isnull=False),
                 name="idx_credit_pools_refresh",

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from billing.money import CURRENCY_PATTERN, credit_field
-from ops_center.db import ReportIndex
+from ops_center.db import LongNameIndex
 
 LIVE_SUBSCRIPTION_STATUSES = ("active", "trialing")
 
@@ -64,8 +64,9 @@ class Subscription(models.Model):
     Status = SubscriptionStatus
 
     org = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="subscriptions")
-    # The report's SQL names this column subscription_plan; keep it so its
-    # INCLUDE list and diagnostics read unchanged.
+    # The column is subscription_plan, not plan_id: hand-written SQL (the index and
+    # billing-cycle tests, diagnostics reading idx_subscriptions_active's INCLUDE list)
+    # uses that name.
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, db_column="subscription_plan", related_name="+")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     current_period_start = models.DateTimeField()
@@ -92,18 +93,18 @@ class Subscription(models.Model):
             models.CheckConstraint(condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_known"),
         ]
         indexes = [
-            # Report: "Active subscription lookup (critical path)": GET
+            # Active subscription lookup, the critical path: GET
             # /org-billing/organizations/{id}/subscription on a cache miss; the
             # INCLUDE list answers plan and period end from the index alone.
-            ReportIndex(
+            LongNameIndex(
                 fields=["org", "status"],
                 condition=Q(status__in=LIVE_SUBSCRIPTION_STATUSES),
                 include=["plan", "current_period_end"],
                 name="idx_subscriptions_active",
             ),
-            # Report: "Billing cycle processing": active subscriptions whose
-            # period has ended, oldest first (process_billing_cycles).
-            ReportIndex(
+            # Billing cycle processing: active subscriptions whose period has
+            # ended, oldest first (process_billing_cycles).
+            LongNameIndex(
                 fields=["current_period_end", "status"],
                 condition=Q(status="active"),
                 name="idx_subscriptions_billing",

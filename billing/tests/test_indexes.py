@@ -1,4 +1,4 @@
-"""The report's indexes exist as written, and the planner uses them for the hot queries."""
+"""The hot-path indexes exist as written, and the planner uses them for the hot queries."""
 
 import pytest
 from django.apps import apps as django_apps
@@ -9,7 +9,7 @@ from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditPool, CreditTransac
 pytestmark = pytest.mark.django_db
 
 # name -> fragments that must appear in pg_indexes.indexdef
-REPORT_INDEXES = {
+HOT_PATH_INDEXES = {
     "idx_credit_transactions_org_summary": [
         "ON public.credit_transactions USING btree (org_id, transaction_type, created_at DESC)",
         "INCLUDE (amount, credits_before, credits_after)",
@@ -49,8 +49,8 @@ def index_definitions() -> dict[str, str]:
         return dict(cursor.fetchall())
 
 
-@pytest.mark.parametrize(("name", "fragments"), REPORT_INDEXES.items())
-def test_report_index_exists_as_written(name, fragments):
+@pytest.mark.parametrize(("name", "fragments"), HOT_PATH_INDEXES.items())
+def test_hot_path_index_exists_as_written(name, fragments):
     definition = index_definitions().get(name)
     assert definition is not None, f"{name} is missing"
     for fragment in fragments:
@@ -108,8 +108,8 @@ def test_no_index_is_a_leading_part_of_another():
     assert redundant == []
 
 
-def test_refresh_index_answers_the_reports_time_window_query():
-    """The report's NOW()-relative predicate moved from the index into the query."""
+def test_refresh_index_answers_the_next_day_window_query():
+    """The NOW()-relative window is in the query, not in the index's predicate (which must be immutable)."""
     plan = _explain(
         "SELECT org_id FROM credit_pools WHERE next_refresh_date <= now() + interval '1 day'",
         force_index=True,

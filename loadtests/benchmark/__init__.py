@@ -1,9 +1,9 @@
-"""`manage.py benchmark`: the performance report's benchmark suite as a product command.
+"""`manage.py benchmark`: the latency benchmark of our hot endpoints, as a product command.
 
-targets  the report's endpoints and the keys-CSV principals that call them
+targets  the seven benchmarked endpoints and the keys-CSV principals that call them
 runner   client workers with keep-alive connections, timed with a monotonic clock
 stats    exact percentiles, per-endpoint figures and baseline comparison
-report   the report's text block, the comparison table and the JSON document
+report   the per-endpoint text block, the comparison table and the JSON document
 plot     latency distributions drawn with matplotlib
 server_cpu  CPU per request of the server process group (/proc) and of the client
 floor    the floor: a minimal DRF view with one django-redis GET, under the same gunicorn (config.settings_floor)

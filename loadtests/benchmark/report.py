@@ -1,4 +1,4 @@
-"""The report's output block, the comparison table and the JSON document."""
+"""The per-endpoint text block, the comparison table and the JSON document."""
 
 import json
 import subprocess
@@ -13,7 +13,9 @@ RULE = "=" * 60
 
 
 def block(figures: dict) -> str:
-    """One endpoint in the performance report's format, plus failures and the X-Cache hit share."""
+    """One endpoint's text block: success, latencies (average, min, max, p50/p95/p99) and throughput,
+    plus failures and the X-Cache hit share.
+    """
     requests = figures["iterations"]
     lines = [
         RULE,

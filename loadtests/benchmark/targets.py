@@ -1,4 +1,4 @@
-"""The report's seven endpoints, and the demo keys (seed_demo's keys CSV) that call them."""
+"""The seven benchmarked endpoints, and the demo keys (seed_demo's keys CSV) that call them."""
 
 import re
 from dataclasses import dataclass
@@ -24,7 +24,8 @@ class Endpoint:
         return ORG_ID_PLACEHOLDER in self.template
 
 
-# The report's benchmarked endpoints, each called by the persona that uses it.
+# The benchmarked endpoints: each persona's hot reads (an end user's balance, usage and history; an
+# org admin's subscription and pool; staff analytics), each called by the persona that uses it.
 REPORT_ENDPOINTS = (
     Endpoint("/api/v1/credits/balance", "user"),
     Endpoint("/api/v1/credits/usage/summary", "user"),

@@ -1,4 +1,4 @@
-"""The k6 script: its options match the report, and short runs against a live gunicorn behave."""
+"""The k6 script: its stages and thresholds are profile.json's, and short runs against a live gunicorn behave."""
 
 import json
 import os

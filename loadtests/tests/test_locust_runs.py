@@ -86,7 +86,7 @@ def test_every_persona_hits_its_endpoints_with_2xx(live_api, tmp_path):
     assert non_2xx == refused
     assert result["passed"]
     assert result["events"]["workflow_verified"] > 0
-    assert 0.3 < result["balance_check_share"] < 0.5  # the report's 40 %
+    assert 0.3 < result["balance_check_share"] < 0.5  # the end users' most frequent task: about 40 % of all requests
     total = result["cache_hit_rate"][-1]
     assert total["name"] == "Aggregated"
     assert total["hits"] > 0

@@ -20,7 +20,7 @@ from loadtests.schedule import CONSTANT, STAGED, Pacer, shape_tick
 from loadtests.tests.support import PROJECT_DIR
 from loadtests.thresholds import Observed, breaches, evaluate
 
-# (seconds into the run, users): the report's stages 0→100 in 30 s, 100 for 1 min, →500 in 30 s,
+# (seconds into the run, users): the staged ramp 0→100 in 30 s, 100 for 1 min, →500 in 30 s,
 # →1000 in 30 s, 1000 for 1 min, →0 in 30 s.
 REPORT_CURVE = [
     (0, 0),
@@ -65,7 +65,7 @@ def test_scale_shrinks_users_and_durations():
         (3, 0),
     ]
     assert shape_tick(options(scale=0.1), 27) is None
-    # A separate time scale keeps the report's four minutes with a tenth of the users.
+    # A separate time scale keeps the ramp's full four minutes with a tenth of the users.
     assert shape_tick(options(scale=0.1, time_scale=1.0), 200)[0] == 100
 
 

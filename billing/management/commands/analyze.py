@@ -13,7 +13,7 @@ def billing_tables() -> list[str]:
 
 class Command(BaseCommand):
     help = (
-        "VACUUM (ANALYZE) the billing tables, as the performance report's checklist asks: reclaim dead rows and "
+        "VACUUM (ANALYZE) the billing tables, routine upkeep for the hot queries: reclaim dead rows and "
         "refresh the planner's statistics. PostgreSQL only; runs outside any transaction."
     )
 

@@ -50,8 +50,8 @@ def positive_float(value: str) -> float:
 
 class Command(BaseCommand):
     help = (
-        "Benchmark the report's endpoints on a running server, each called as a principal of the right role from "
-        "the seed_demo keys CSV. Prints the report's block per endpoint (latencies by a monotonic clock, exact "
+        "Benchmark the hot endpoints on a running server, each called as a principal of the right role from "
+        "the seed_demo keys CSV. Prints a block per endpoint (latencies by a monotonic clock, exact "
         "nearest-rank percentiles, throughput, X-Cache hit share). Any failed request makes the exit status 1."
     )
 
@@ -60,7 +60,7 @@ class Command(BaseCommand):
             "--endpoint",
             action="append",
             metavar="all|PATH",
-            help="'all' (the default: the report's 7 endpoints) or a path, e.g. /api/v1/credits/balance or "
+            help="'all' (the default: the 7 benchmarked endpoints) or a path, e.g. /api/v1/credits/balance or "
             "/api/v1/org-billing/organizations/{id}/subscription ({id} is filled from the principal's org). "
             "Repeat for several.",
         )

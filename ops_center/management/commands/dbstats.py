@@ -1,4 +1,4 @@
-"""python manage.py dbstats: the performance report's monitoring queries, and a few more, in one place."""
+"""python manage.py dbstats: the PostgreSQL monitoring queries we watch (index use, slow statements...) in one place."""
 
 import io
 import json
@@ -9,8 +9,8 @@ from django.db import DatabaseError, connection, transaction
 from rich.console import Console
 from rich.table import Table
 
-# The report's index-usage query. pg_stat_user_indexes names its columns
-# relname and indexrelname; the report's tablename and indexname are aliases.
+# Index usage, most scanned first. pg_stat_user_indexes names its columns
+# relname and indexrelname; tablename and indexname are aliases, as pg_indexes names them.
 INDEX_USAGE_SQL = """
 SELECT schemaname, relname AS tablename, indexrelname AS indexname, idx_scan, idx_tup_read, idx_tup_fetch
 FROM pg_stat_user_indexes
@@ -18,8 +18,8 @@ WHERE schemaname = current_schema()
 ORDER BY idx_scan DESC, indexrelname
 LIMIT %s
 """
-# The report's share of index scans per table, with numeric division (the
-# report's integer division rounds down) and idx_scan NULL for tables without indexes.
+# The share of index scans per table, with numeric division (integer division
+# would round down) and idx_scan NULL for tables without indexes.
 INDEX_SHARE_SQL = """
 SELECT relname AS tablename, seq_scan, coalesce(idx_scan, 0) AS idx_scan,
        round(100.0 * coalesce(idx_scan, 0) / NULLIF(seq_scan + coalesce(idx_scan, 0), 0), 1) AS index_usage_pct
@@ -62,7 +62,7 @@ SELECT count(*) FILTER (WHERE state = 'active') AS active,
 FROM pg_stat_activity
 WHERE backend_type = 'client backend'
 """
-# The report's slow-query view. PostgreSQL 13 renamed total_time and mean_time
+# The slowest statements, from pg_stat_statements. PostgreSQL 13 renamed total_time and mean_time
 # to total_exec_time and mean_exec_time.
 SLOW_STATEMENTS_SQL = """
 SELECT query, calls, total_exec_time AS total_ms, mean_exec_time AS mean_ms, max_exec_time AS max_ms, rows
