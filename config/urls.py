@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics.admin_views import admin_dashboard
@@ -10,7 +10,7 @@ from ops_center.api.cache_views import CacheHealthView, CacheStatsView
 handler404 = "ops_center.api.errors.handler404"
 handler500 = "ops_center.api.errors.handler500"
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("cache/stats", CacheStatsView.as_view(), name="cache-stats"),

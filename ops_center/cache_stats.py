@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
+from redis import Redis
 
 from ops_center import metrics
 
@@ -94,7 +95,7 @@ class StatsRecorder:
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
-        self._pending: Counter = Counter()
+        self._pending: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
 
@@ -126,24 +127,22 @@ class StatsRecorder:
         if not self._breaker.call(write, fallback=False):
             self._merge_back(pending)  # kept for the next flush
 
-    def _merge_back(self, pending: Counter) -> None:
+    def _merge_back(self, pending: Counter[tuple[str, str]]) -> None:
         with self._lock:
             self._pending.update(pending)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """Totals per namespace and overall, with hit_rate as a percentage."""
         self.flush()
         if _shared():
-            raw = self._breaker.call(
-                lambda: django_cache.client.get_client(write=False).hgetall(stats_hash()), fallback={}
-            )
+            raw = self._breaker.call(lambda: _redis(write=False).hgetall(stats_hash()), fallback={})
             counts = Counter({_decode(field): int(value) for field, value in raw.items()})
         else:
             with self._lock:
                 counts = Counter(
                     {f"{namespace}:{event}": amount for (namespace, event), amount in self._pending.items()}
                 )
-        per_namespace: dict[str, dict] = {}
+        per_namespace: dict[str, dict[str, float]] = {}
         for field, amount in counts.items():
             namespace, event = field.rsplit(":", 1)
             per_namespace.setdefault(namespace, dict.fromkeys(EVENTS, 0))[event] = amount
@@ -170,9 +169,12 @@ def stats_hash() -> str:
     return django_cache.make_key(STATS_KEY)
 
 
-def _redis(*, write: bool):
+def _redis(*, write: bool) -> Redis:
+    """django-redis's client, for the hash commands the cache API lacks; only when ``_shared()``."""
+    if not hasattr(django_cache, "client"):
+        raise RuntimeError("the cache is not django-redis")
     return django_cache.client.get_client(write=write)
 
 
-def _decode(value) -> str:
+def _decode(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value

@@ -278,7 +278,8 @@ def choose(aliases: list[str], *, user_id: int | None = None, org_id: int | None
     needed = _required_lsn(user_id=user_id, org_id=org_id)
     if needed is None:
         return PRIMARY, "cache_unavailable"
-    caught_up = [state for state in ready if state.replay_lsn >= needed]
+    # A usable (ok) state always carries its replay LSN.
+    caught_up = [state for state in ready if state.replay_lsn is not None and state.replay_lsn >= needed]
     if not caught_up:
         return PRIMARY, "read_your_writes"
     return random.choice(caught_up).alias, "replica"  # noqa: S311 - spreading load, not a secret

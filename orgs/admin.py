@@ -16,7 +16,8 @@ from orgs.services import api_key_create, api_key_revoke
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Billing", {"fields": ("tier",)}))
+    # django-stubs type fieldsets as ModelAdmin's (None allowed), though UserAdmin always sets them.
+    fieldsets = (*BaseUserAdmin.fieldsets, ("Billing", {"fields": ("tier",)}))  # type: ignore[misc]
     add_fieldsets = (*BaseUserAdmin.add_fieldsets, ("Billing", {"fields": ("tier",)}))
     list_display = ("username", "email", "first_name", "last_name", "tier", "is_staff", "date_joined")
     list_filter = (*BaseUserAdmin.list_filter, "tier")

@@ -17,7 +17,7 @@ class User(AbstractUser):
 
     tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.FREE)
 
-    class Meta(AbstractUser.Meta):
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]  # django-stubs leave out AbstractUser.Meta
         swappable = "AUTH_USER_MODEL"
         constraints = [
             models.CheckConstraint(
@@ -31,7 +31,9 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="organizations")
+    members: "models.ManyToManyField[User, Membership]" = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="organizations"
+    )
 
     class Meta:
         ordering = ["id"]

@@ -99,8 +99,9 @@ def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.I
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise TargetRefused(f"The host {host!r} does not resolve.") from exc
-    # The scope id (fe80::1%eth0) is not part of the address.
-    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    # The scope id (fe80::1%eth0) is not part of the address. An IPv4 or IPv6 sockaddr starts with the host as
+    # a string (typeshed's union also covers AF_PACKET's int).
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
 def resolve(url: str) -> Target:

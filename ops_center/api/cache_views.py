@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from ops_center import cache
 from ops_center.api.schema import error_responses
 
-_counts = {
+_counts: dict[str, serializers.Field] = {
     "hits": serializers.IntegerField(),
     "misses": serializers.IntegerField(),
     "sets": serializers.IntegerField(),

@@ -66,14 +66,16 @@ def exception_handler(exc, context):
     response.data = error_body(*_describe(exc))
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = "5"
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        response.data["error"]["details"]["retry_after_seconds"] = int(exc.wait)
+    if isinstance(exc, exceptions.Throttled):
+        wait = exc.wait  # type: ignore[attr-defined]  # DRF sets Throttled.wait; the stubs leave it out
+        if wait is not None:
+            response.data["error"]["details"]["retry_after_seconds"] = int(wait)
     return response
 
 
 def _describe(exc) -> tuple[str, str, dict]:
     if isinstance(exc, ApiError):
-        return exc.detail.code, str(exc.detail), exc.details
+        return exc.detail.code or exc.default_code, str(exc.detail), exc.details
     code = next((code for cls, code in DRF_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}

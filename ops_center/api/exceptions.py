@@ -4,14 +4,16 @@ DRF-free ``ops_center.errors.ApplicationError`` instead.
 """
 
 from rest_framework import exceptions, status
+from rest_framework.exceptions import ErrorDetail
 
 
 class ApiError(exceptions.APIException):
     """Base for our own errors: a status, a stable code, a message and details."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "bad_request"
     default_detail = "The request could not be processed."
+    detail: ErrorDetail  # always a message: APIException makes a str detail one ErrorDetail
 
     def __init__(self, message: str | None = None, *, details: dict | None = None, code: str | None = None):
         super().__init__(message or self.default_detail, code or self.default_code)

@@ -24,10 +24,11 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 from ops_center import cache
 from ops_center.api.keys import PRINCIPAL_NAMESPACE, hash_api_key, principal_part
@@ -125,7 +126,9 @@ def _bearer_key(request: HttpRequest) -> str | None:
     return raw_key
 
 
-def serve(read: FastRead, request: HttpRequest, url_kwargs: UrlKwargs, headers: Mapping[str, str]):
+def serve(
+    read: FastRead, request: HttpRequest, url_kwargs: UrlKwargs, headers: Mapping[str, str]
+) -> HttpResponse | None:
     """The response for a cache hit, or None when the ordinary path must answer."""
     raw_key = _bearer_key(request)
     if raw_key is None:
@@ -161,12 +164,19 @@ def serve(read: FastRead, request: HttpRequest, url_kwargs: UrlKwargs, headers: 
     return response
 
 
-class FastReadMixin:
+if TYPE_CHECKING:
+    from rest_framework.views import APIView as _ViewBase
+else:
+    # Not imported at run time: DRF's settings import the authentication classes, which import this module.
+    _ViewBase = object
+
+
+class FastReadMixin(_ViewBase):
     """For an APIView: try ``fast_read`` on a GET before DRF's dispatch."""
 
     fast_read: FastRead
 
-    def dispatch(self, request, *args, **kwargs):
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method == "GET":
             response = serve(self.fast_read, request, kwargs, self.default_response_headers)
             if response is not None:

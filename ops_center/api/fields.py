@@ -78,7 +78,7 @@ class QueryParams(InputSerializer):
         super().__init__(instance, data=data, **kwargs)
 
 
-class _WholeString:
+class _WholeString(serializers.CharField):
     """Python's ``$`` also matches before a final newline; the schema's (ECMA) ``$`` does not."""
 
     def to_internal_value(self, data):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import orjson
 from django.db import IntegrityError, connection, transaction
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -62,16 +62,22 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
     key = idempotency_key_of(request)
     if key is None:
         return handle(None)
+    user_id = request.user.pk
+    if user_id is None:
+        raise NotAuthenticated()  # every view taking an Idempotency-Key requires a signed-in user first
     request_fingerprint = fingerprint(request)
     try:
         with transaction.atomic():
             response = handle(key)
-            if not _record(request.user.pk, key, request.path, request_fingerprint, response):
+            if not _record(user_id, key, request.path, request_fingerprint, response):
                 raise _KeyTaken
     except _KeyTaken:
-        return _replay(_stored(request.user.pk, key), request_fingerprint)
+        taken = _stored(user_id, key)
+        if taken is None:  # ON CONFLICT waited for the other request's commit, so its record is there
+            raise RuntimeError("the Idempotency-Key's record is missing after a conflict") from None
+        return _replay(taken, request_fingerprint)
     except (ApplicationError, APIException, IntegrityError):  # refused, or beaten to the ledger's own unique key
-        stored = _stored(request.user.pk, key)
+        stored = _stored(user_id, key)
         if stored is None:
             raise
         return _replay(stored, request_fingerprint)

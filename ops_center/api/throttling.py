@@ -25,6 +25,9 @@ class WriteRateThrottle(SimpleRateThrottle):
     """Limits POST/PUT/PATCH/DELETE per user; the rate is settings' "writes" scope."""
 
     scope = "writes"
+    # Set by SimpleRateThrottle.__init__ from the rate; read only when there is a rate.
+    num_requests: int
+    duration: int
 
     def get_cache_key(self, request, view):
         return f"throttle:{self.scope}:{request.user.pk}"

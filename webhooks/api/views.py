@@ -167,7 +167,7 @@ def _declare(base, *, org: bool, operations: dict):
             tags=["webhooks"],
             **extra,
         )
-    attrs = {"org_scope": org}
+    attrs: dict[str, object] = {"org_scope": org}
     if org:
         attrs["permission_classes"] = [IsOrgAdminOrStaff]
     cls = type(f"{'Org' if org else 'Own'}{base.__name__.lstrip('_')}View", (base,), attrs)

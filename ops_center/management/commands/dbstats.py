@@ -2,6 +2,7 @@
 
 import io
 import json
+from collections.abc import Collection
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
@@ -208,7 +209,7 @@ def render(stats: dict) -> str:
     return out.getvalue()
 
 
-def _table(console: Console, title: str, rows: list[dict], exclude: frozenset = frozenset()) -> None:
+def _table(console: Console, title: str, rows: list[dict], exclude: Collection[str] = frozenset()) -> None:
     console.print(f"\n{title}")
     if not rows:
         console.print("  (none)")
