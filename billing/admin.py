@@ -10,8 +10,11 @@ table), has no date hierarchy (its MIN/MAX and DISTINCT years would scan the
 whole ledger) and sorts only on the default order.
 """
 
+from collections.abc import Sequence
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -44,7 +47,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     """Viewable by staff with the view permission; nobody adds, edits or deletes."""
 
     # No actions at all: not even "delete selected", and no checkbox column.
-    actions = None
+    actions: Sequence[str] | None = None
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -209,7 +212,7 @@ class CreditAccountAdmin(SearchByUserAdmin, ReadOnlyAdmin):
                 "accounts": queryset.select_related("user"),
                 "form": form,
                 "opts": self.model._meta,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/billing/adjust_credits.html", context)
         amount, reason = form.cleaned_data["amount"], form.cleaned_data["reason"]

@@ -73,7 +73,7 @@ def user_id_batches() -> list[tuple[int, int]]:
     """[first, end) ranges of user ids covering every user (ledger rows and accounts all belong to one)."""
     bounds = User.objects.order_by("pk").values_list("pk", flat=True)
     first, last = bounds.first(), bounds.last()
-    if first is None:
+    if first is None or last is None:  # no users: both are None
         return []
     size = max(MIN_USERS_PER_BATCH, -(-(last - first + 1) // BATCHES))
     return [(start, min(start + size, last + 1)) for start in range(first, last + 1, size)]
@@ -138,7 +138,7 @@ def audit_users(*, first_id: int, end_id: int, findings: Findings) -> None:
     """Balances, allocations and both kinds of chain, for the users with ids in [first_id, end_id)."""
     allocation, usage = CreditTransaction.Type.ALLOCATION.value, CreditTransaction.Type.USAGE.value
     # In the order the placeholders appear: the batch, the accounts, the allocations, then the ledger's sums.
-    params = [first_id, end_id, *POOL_TOTAL_TYPES, first_id, end_id, first_id, end_id, allocation, usage]
+    params = (first_id, end_id, *POOL_TOTAL_TYPES, first_id, end_id, first_id, end_id, allocation, usage)
     with connection.cursor() as cursor:
         cursor.execute(_USER_BATCH, params)
         for kind, user_id, org_id, row_id, stored, computed, stored_used, computed_used in cursor.fetchall():
@@ -232,7 +232,7 @@ def _audit_daily(rollup: Rollup, start: datetime.date, end: datetime.date, findi
     stored, stored_params = rollup.stored(start, end).values(*rollup.columns).query.sql_with_params()
     # COALESCE rather than IS NOT DISTINCT FROM: PostgreSQL can hash-join on the one, not the other.
     on = " AND ".join(
-        f"COALESCE(stored.{key}, 0) = COALESCE(computed.{key}, 0)" if rollup.model._meta.get_field(key).null
+        f"COALESCE(stored.{key}, 0) = COALESCE(computed.{key}, 0)" if rollup.field(key).null
         else f"stored.{key} = computed.{key}"
         for key in rollup.keys
     )  # fmt: skip
@@ -281,7 +281,7 @@ def _show(rollup: Rollup, columns: tuple[str, ...], values: tuple, separator: st
 
 def _rollup_value(rollup: Rollup, column: str, value) -> str:
     """By the column's type: PostgreSQL sums integers into numeric; SQLite's credits and MOD() are floats."""
-    field = rollup.model._meta.get_field(column)
+    field = rollup.field(column)
     if value is None:
         return "none"
     if _is_credits(rollup, column):
@@ -292,7 +292,7 @@ def _rollup_value(rollup: Rollup, column: str, value) -> str:
 
 
 def _is_credits(rollup: Rollup, column: str) -> bool:
-    return rollup.model._meta.get_field(column).get_internal_type() == "DecimalField"
+    return rollup.field(column).get_internal_type() == "DecimalField"
 
 
 def _audit_user_activity(rollup: Rollup, start: datetime.date, end: datetime.date, findings: Findings) -> None:

@@ -228,7 +228,7 @@ def subscription_renew(*, subscription: Subscription) -> Invoice:
                 currency=plan.currency,
                 description=f"{plan.name}, {period_start:%Y-%m-%d} to {period_end:%Y-%m-%d}",
                 # Survives a rolled-back batch: a retry charges the same period under the same key.
-                idempotency_key=f"subscription-{subscription.pk}:{invoice.period_start.isoformat()}",
+                idempotency_key=f"subscription-{subscription.pk}:{period_start.isoformat()}",
             )
     except PaymentDeclined:
         subscription.status = Subscription.Status.PAST_DUE
@@ -256,16 +256,21 @@ def subscription_renew(*, subscription: Subscription) -> Invoice:
 # -- Pools --------------------------------------------------------------------
 
 
+# The org's attribute that with_live_subscription's prefetch fills with a list.
+LIVE_SUBSCRIPTIONS_ATTR = "live_subscriptions"
+
+
 def with_live_subscription(pools: QuerySet[CreditPool]) -> QuerySet[CreditPool]:
     """Pools with their org and its live subscription (``live_subscription(pool)``), in two queries."""
     live = Subscription.objects.filter(status__in=LIVE_SUBSCRIPTION_STATUSES).select_related("plan")
     return pools.select_related("org").prefetch_related(
-        Prefetch("org__subscriptions", queryset=live, to_attr="live_subscriptions")
+        Prefetch("org__subscriptions", queryset=live, to_attr=LIVE_SUBSCRIPTIONS_ATTR)
     )
 
 
 def live_subscription(pool: CreditPool) -> Subscription | None:
-    return next(iter(pool.org.live_subscriptions), None)
+    subscriptions: list[Subscription] = getattr(pool.org, LIVE_SUBSCRIPTIONS_ATTR)
+    return next(iter(subscriptions), None)
 
 
 @transaction.atomic
@@ -277,6 +282,8 @@ def pools_refresh_due(*, as_of: datetime, limit: int, exclude_ids: Collection[in
 
 def _refresh_due_pool(*, pool: CreditPool) -> CycleResult:
     start, subscription = pool.next_refresh_date, live_subscription(pool)
+    if start is None:  # due_pools selects pools with a refresh date only
+        raise ValueError(f"pool {pool.pk} has no next refresh date")
     # Billing may have moved the subscription on (past_due, canceled) since the due query ran.
     if subscription is None or subscription.current_period_end <= start:
         return CycleResult(pool.pk, Outcome.SKIPPED, note=f"no live subscription covers {start:%Y-%m-%d}")
@@ -381,7 +388,7 @@ def _add_to_pool(*, org_id: int, credits: Decimal, next_refresh_date: datetime) 
         "next_refresh_date = %s, "
         "updated_at = %s WHERE org_id = %s RETURNING total_credits, total_credits - used_credits"
     )
-    params = [credits, next_refresh_date, timezone.now(), org_id]
+    params = (credits, next_refresh_date, timezone.now(), org_id)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

@@ -75,6 +75,13 @@ class Rollup:
     def columns(self) -> tuple[str, ...]:
         return (*self.keys, *self.values)
 
+    def field(self, column: str) -> models.Field:
+        """The model field behind one of the table's columns."""
+        field = self.model._meta.get_field(column)
+        if not isinstance(field, models.Field):
+            raise TypeError(f"{self.table}.{column} is not a column")
+        return field
+
     def computed_sql(self, start: datetime.date, end: datetime.date) -> tuple[str, list]:
         """``SELECT <columns> FROM (<the aggregate>)``, with the table's column names, and its params."""
         renamed = dict(self.computed_names)
@@ -84,7 +91,7 @@ class Rollup:
 
     def stored(self, start: datetime.date, end: datetime.date) -> QuerySet:
         """The table's rows for the days in [start, end); user_activity, keyed by user, has no day."""
-        return self.model.objects.filter(day__gte=start, day__lt=end)
+        return self.model._default_manager.filter(day__gte=start, day__lt=end)
 
 
 def _day_window(field: str, start: datetime.date, end: datetime.date) -> Q:

@@ -9,7 +9,7 @@ constraints demand.
 import datetime
 import itertools
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -65,14 +65,17 @@ class UserHistory:
 
     def usage_daily(self) -> list[tuple]:
         """This user's rows of the daily usage rollup, summed from their usage rows."""
-        totals = defaultdict(lambda: [ZERO_CREDITS, 0, 0])
+        # Per (user_id, org_id, day, service): the credits spent, the units used and the usage rows.
+        credits: defaultdict[tuple, Decimal] = defaultdict(lambda: ZERO_CREDITS)
+        units: Counter[tuple] = Counter()
+        events: Counter[tuple] = Counter()
         for user_id, org_id, kind, amount, _, _, _, metadata, moment in self.ledger:
             if kind == "usage":
-                total = totals[user_id, org_id, moment.date(), metadata["service"]]
-                total[0] -= amount
-                total[1] += metadata["units"]
-                total[2] += 1
-        return [(*key, credits, units, events) for key, (credits, units, events) in totals.items()]
+                key = user_id, org_id, moment.date(), metadata["service"]
+                credits[key] -= amount
+                units[key] += metadata["units"]
+                events[key] += 1
+        return [(*key, spent, units[key], events[key]) for key, spent in credits.items()]
 
 
 def spread_times(rng: random.Random, count: int, start: datetime.datetime, end: datetime.datetime) -> list:
@@ -102,6 +105,8 @@ class LedgerGenerator:
     def user_history(self, user: DemoUser, org: DemoOrg | None) -> UserHistory:
         history = UserHistory()
         if user.allocation_rows:
+            if org is None:
+                raise ValueError(f"demo user {user.id} has allocation rows but no org")
             self._add_allocation(history, user, org)
         self._add_personal(history, user)
         return history
@@ -173,6 +178,8 @@ class LedgerGenerator:
 
     def _add_allocation(self, history: UserHistory, user: DemoUser, org: DemoOrg) -> None:
         """One allocation from the org pool, then the member's usage against it."""
+        if user.joined_org_at is None:
+            raise ValueError(f"demo user {user.id} has allocation rows but never joined an org")
         start = user.joined_org_at + datetime.timedelta(hours=1)
         moments = spread_times(self.rng, user.allocation_rows, start, org.usage_ends_at(self.now))
         usages = [self._draw_usage() for _ in moments[1:]]
@@ -186,8 +193,8 @@ class LedgerGenerator:
         history.ledger.append((*allocation, moments[0]))
         remaining = allocated
         for moment, (service, units, rate, cost) in zip(moments[1:], usages, strict=True):
-            metadata = {"service": service, "units": units, "credits_per_unit": str(rate)}
-            row = (user.id, org.id, "usage", -cost, remaining, remaining - cost, f"Usage: {service}", metadata, moment)
+            usage = {"service": service, "units": units, "credits_per_unit": str(rate)}
+            row = (user.id, org.id, "usage", -cost, remaining, remaining - cost, f"Usage: {service}", usage, moment)
             history.ledger.append(row)
             remaining -= cost
         history.allocation = allocated, used

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from django.core.management.color import no_style
 from django.db import connection, models
@@ -66,9 +67,16 @@ def table_writer(model: type[models.Model], columns: Sequence[str]) -> Iterator[
     The rows reach the table when the block exits; on PostgreSQL they stream
     through one COPY while the caller keeps generating.
     """
-    fields = [model._meta.get_field(name) for name in columns]
+    fields: list[models.Field] = []
+    quoted_columns: list[str] = []
+    for name in columns:
+        field = model._meta.get_field(name)
+        if not isinstance(field, models.Field) or field.column is None:
+            raise ValueError(f"{model.__name__}.{name} is not a column of its table")
+        fields.append(field)
+        quoted_columns.append(connection.ops.quote_name(field.column))
     table = connection.ops.quote_name(model._meta.db_table)
-    column_list = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    column_list = ", ".join(quoted_columns)
     if is_postgresql():
         with _copy_writer(table, column_list, fields) as write:
             yield write
@@ -101,7 +109,7 @@ def _insert_writer(table: str, column_list: str, fields: list[models.Field]):
     prepare = [partial(field.get_db_prep_save, connection=connection) for field in fields]
     placeholders = ", ".join(["%s"] * len(fields))
     sql = f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})"  # noqa: S608 - names come from model meta
-    batch = []
+    batch: list[list[Any]] = []
 
     def flush() -> None:
         if batch:

@@ -221,7 +221,8 @@ def _subscribe(rng: random.Random, now, org_id: int, *, created_at) -> DemoOrg:
 def _assign_ledger_rows(rng: random.Random, users: list[DemoUser], orgs: dict[int, DemoOrg], total: int, now) -> None:
     allocated = []
     for user in users:
-        if user.org_id is None or rng.random() >= ALLOCATED_MEMBER_SHARE:
+        # joined_org_at is set with org_id, so rng is drawn from exactly when the user has an org, as before.
+        if user.org_id is None or user.joined_org_at is None or rng.random() >= ALLOCATED_MEMBER_SHARE:
             continue
         if orgs[user.org_id].usage_ends_at(now) - user.joined_org_at >= 2 * HOUR:
             allocated.append(user)

@@ -12,7 +12,7 @@ from billing.demo.catalog import PLANS, Catalog
 from billing.demo.keys import API_KEY_COLUMNS, IssuedKey, api_key_rows, issue_demo_keys
 from billing.demo.ledger import INVOICE_COLUMNS, LEDGER_COLUMNS, USAGE_DAILY_COLUMNS, LedgerGenerator
 from billing.demo.load import indexes_and_foreign_keys_deferred, sync_id_sequences, table_writer
-from billing.demo.population import Population
+from billing.demo.population import DemoOrg, Population
 from billing.models import (
     CreditAccount,
     CreditAllocation,
@@ -149,7 +149,7 @@ class DemoSeeder:
                 write((org.id, org.name, org.slug, org.created_at))
                 self.progress.advance(task)
         task = self._phase("subscriptions", len(orgs))
-        columns = ("id", "org_id", "plan_id", "status", "current_period_start", "current_period_end")
+        columns: tuple[str, ...] = ("id", "org_id", "plan_id", "status", "current_period_start", "current_period_end")
         columns += ("cancel_at_period_end", "created_at", "updated_at")
         with table_writer(Subscription, columns) as write:
             for org in orgs:
@@ -167,7 +167,8 @@ class DemoSeeder:
         self.counts["memberships"] = len(members)
 
     def load_ledger(self) -> None:
-        users, orgs = self.population.users, {org.id: org for org in self.population.orgs}
+        users = self.population.users
+        orgs: dict[int | None, DemoOrg] = {org.id: org for org in self.population.orgs}
         task = self._phase("ledger", sum(user.personal_rows + user.allocation_rows for user in users))
         for first in range(0, len(users), LEDGER_CHUNK_USERS):
             invoices, usage_daily = [], []

@@ -28,10 +28,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, first, last, only, verbosity, **options):
         bounds = ledger_date_range()
-        if bounds is None and (first is None or last is None):
-            self.stdout.write("The ledger and the invoices are empty: nothing to rebuild.")
-            return
-        first, last = first or bounds[0], last or bounds[1]
+        if first is None or last is None:
+            if bounds is None:
+                self.stdout.write("The ledger and the invoices are empty: nothing to rebuild.")
+                return
+            first, last = first or bounds[0], last or bounds[1]
         if first > last:
             raise CommandError(f"--from {first} is after --to {last}")
         tables = tuple(only or ROLLUPS)

@@ -43,7 +43,7 @@ class Command(BaseCommand):
             keys = read_keys_csv(path)
         except KeysFileError as exc:
             raise CommandError(str(exc)) from exc
-        first = {}
+        first: dict[str, DemoKey] = {}
         for key in keys:
             first.setdefault(key.role, key)
         return [first[role] for role in ROLES if role in first]

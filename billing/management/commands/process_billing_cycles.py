@@ -1,6 +1,6 @@
 import datetime
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from django.core.management.base import BaseCommand, CommandError
@@ -49,6 +49,15 @@ class BatchJobCommand(BaseCommand):
     subject = "rows"
     item = "row"
 
+    def run(self, as_of: datetime.datetime, *, batch_size: int, verbosity: int) -> list[CycleResult]:
+        raise NotImplementedError
+
+    def report(self, results: list[CycleResult]) -> None:
+        raise NotImplementedError
+
+    def dry_run(self, as_of: datetime.datetime) -> None:
+        raise NotImplementedError
+
     def add_arguments(self, parser):
         parser.add_argument("--as-of", help="ISO 8601 datetime to process up to (default: now; naive means UTC).")
         parser.add_argument("--dry-run", action="store_true", help="List what would happen and write nothing.")
@@ -70,7 +79,9 @@ class BatchJobCommand(BaseCommand):
         if failed:
             raise CommandError(f"{failed} {self.subject} failed; the log has the tracebacks.")
 
-    def drain(self, batches: list[Callable[..., list[CycleResult]]], *, total: int, verbosity: int):
+    def drain(
+        self, batches: Sequence[Callable[..., list[CycleResult]]], *, total: int, verbosity: int
+    ) -> list[CycleResult]:
         """Run each batch function until nothing due is left unlocked.
 
         A row that failed or was skipped without moving on stays due; it is

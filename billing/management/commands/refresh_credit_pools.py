@@ -30,6 +30,8 @@ class Command(BatchJobCommand):
         for pool in with_live_subscription(due_pools(as_of=as_of)):
             subscription = live_subscription(pool)
             start = pool.next_refresh_date
+            if subscription is None or start is None:
+                continue  # billing moved the subscription on since the due query ran: a run skips it too
             # The same steps a run takes: one period at a time, never past the paid-up period.
             while start <= as_of and start < subscription.current_period_end:
                 start, end = pool_period(start=start, subscription=subscription)
