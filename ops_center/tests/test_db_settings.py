@@ -14,7 +14,7 @@ from config.settings import pool_safe
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 SHOW = (
-    "import json; from ops_center import settings as s; "
+    "import json; from config import settings as s; "
     "print(json.dumps({'databases': s.DATABASES, 'replicas': s.DATABASE_REPLICAS, "
     "'routers': getattr(s, 'DATABASE_ROUTERS', [])}, default=str))"
 )
