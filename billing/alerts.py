@@ -15,6 +15,7 @@ Thresholds: ``CreditAccount.low_balance_threshold`` (``PUT /credits/alerts``),
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 
@@ -34,7 +35,11 @@ def depleted(*, before: Decimal, after: Decimal) -> bool:
     return before > ZERO_CREDITS and after <= ZERO_CREDITS
 
 
-def threshold_or_none(value) -> Decimal | None:
+# A threshold as raw SQL returns it: a Decimal, a string on SQLite, or None when it is off.
+StoredThreshold = Decimal | str | None
+
+
+def threshold_or_none(value: StoredThreshold) -> Decimal | None:
     """A threshold as stored (a Decimal, or a string from raw SQL on SQLite), or None when it is off."""
     return None if value is None else to_credits(str(value))
 
@@ -47,19 +52,20 @@ def _balance_fell(
     before: Decimal,
     after: Decimal,
     threshold: Decimal | None,
-    extra: dict,
-    **subject,
+    extra: dict[str, Any],
+    user_id: int | None = None,
+    org_id: int | None = None,
 ) -> None:
     """Emit ``low`` on a crossing of the threshold and ``gone`` on reaching 0, each only on its crossing."""
     data = {"amount": amount, "balance_before": before, "balance_after": after, "threshold": threshold, **extra}
     if crossed(before=before, after=after, threshold=threshold):
-        event_emit(type=low, data=data, **subject)
+        event_emit(type=low, data=data, user_id=user_id, org_id=org_id)
     if depleted(before=before, after=after):
-        event_emit(type=gone, data=data, **subject)
+        event_emit(type=gone, data=data, user_id=user_id, org_id=org_id)
 
 
 def balance_moved(
-    *, user_id: int, before: Decimal, after: Decimal, threshold, transaction_id: int, amount: Decimal
+    *, user_id: int, before: Decimal, after: Decimal, threshold: StoredThreshold, transaction_id: int, amount: Decimal
 ) -> None:
     """After a personal debit: credits.balance_low and credits.depleted, each only on its crossing."""
     if after >= before:
@@ -83,8 +89,8 @@ def org_usage_moved(
     cost: Decimal,
     allocation_after: Decimal,
     pool_after: Decimal,
-    low_allocation_threshold,
-    low_pool_threshold,
+    low_allocation_threshold: StoredThreshold,
+    low_pool_threshold: StoredThreshold,
     transaction_id: int,
 ) -> None:
     """After org usage: allocation.low/.depleted (the member's allocation), credit_pool.low/.depleted
@@ -112,13 +118,15 @@ def org_usage_moved(
     )
 
 
-def credits_added(*, kind: str, user_id: int, amount: Decimal, after: Decimal, transaction_id: int, **extra) -> None:
+def credits_added(
+    *, kind: str, user_id: int, amount: Decimal, after: Decimal, transaction_id: int, **extra: Any
+) -> None:
     """credits.purchased or credits.granted."""
     data = {"amount": amount, "balance_after": after, "transaction_id": transaction_id, **extra}
     event_emit(type=kind, user_id=user_id, data=data)
 
 
-def emit(type: str, *, org_id: int | None = None, user_id: int | None = None, **data) -> None:
+def emit(type: str, *, org_id: int | None = None, user_id: int | None = None, **data: Any) -> None:
     """Any other billing event (subscriptions, pool refreshes)."""
     event_emit(type=type, user_id=user_id, org_id=org_id, data=data)
 
@@ -126,13 +134,13 @@ def emit(type: str, *, org_id: int | None = None, user_id: int | None = None, **
 # -- Thresholds ---------------------------------------------------------------
 
 
-def account_alerts(user_id: int) -> dict:
+def account_alerts(user_id: int) -> dict[str, Decimal | None]:
     threshold = CreditAccount.objects.filter(user_id=user_id).values_list("low_balance_threshold", flat=True).first()
     return {"low_balance_threshold": threshold_or_none(threshold)}
 
 
 @transaction.atomic
-def account_alerts_set(*, user_id: int, low_balance_threshold: Decimal | None) -> dict:
+def account_alerts_set(*, user_id: int, low_balance_threshold: Decimal | None) -> dict[str, Decimal | None]:
     """Set (or, with None, turn off) the personal low-balance threshold; creates the account if need be."""
     threshold = threshold_or_none(low_balance_threshold)
     CreditAccount.objects.bulk_create([CreditAccount(user_id=user_id)], ignore_conflicts=True)
@@ -140,17 +148,20 @@ def account_alerts_set(*, user_id: int, low_balance_threshold: Decimal | None) -
     return {"low_balance_threshold": threshold}
 
 
-def pool_alerts(org_id: int) -> dict:
+def pool_alerts(org_id: int) -> dict[str, Decimal | None]:
     row = CreditPool.objects.filter(org_id=org_id).values("low_pool_threshold", "low_allocation_threshold").first()
     if row is None:
         raise PoolNotFound(details={"org_id": org_id})
-    return {key: threshold_or_none(value) for key, value in row.items()}
+    return {
+        "low_pool_threshold": threshold_or_none(row["low_pool_threshold"]),
+        "low_allocation_threshold": threshold_or_none(row["low_allocation_threshold"]),
+    }
 
 
 @transaction.atomic
 def pool_alerts_set(
     *, org_id: int, low_pool_threshold: Decimal | None, low_allocation_threshold: Decimal | None
-) -> dict:
+) -> dict[str, Decimal | None]:
     """Set the org's pool and allocation thresholds (None turns one off)."""
     values = {
         "low_pool_threshold": threshold_or_none(low_pool_threshold),

@@ -5,6 +5,7 @@ row evicts the cached views it changed and is counted.
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -23,12 +24,12 @@ _LEDGER_INSERT = (
 )
 
 
-def credits_from_db(value) -> Decimal:
+def credits_from_db(value: Decimal | float | str) -> Decimal:
     # PostgreSQL returns Decimal; the SQLite quick start returns a float.
     return to_credits(str(value))
 
 
-def write_ledger(**fields) -> CreditTransaction:
+def write_ledger(**fields: Any) -> CreditTransaction:
     """Append one ledger row: one INSERT ... RETURNING, without the ORM's save machinery (it is on every debit)."""
     row = CreditTransaction(**fields)
     with connection.cursor() as cursor:
@@ -37,7 +38,7 @@ def write_ledger(**fields) -> CreditTransaction:
     return _written(row)
 
 
-def _ledger_values(row: CreditTransaction) -> list:
+def _ledger_values(row: CreditTransaction) -> list[Any]:
     return [field.get_db_prep_save(getattr(row, field.attname), connection) for field in _LEDGER_FIELDS]
 
 
@@ -52,7 +53,7 @@ def _written(row: CreditTransaction) -> CreditTransaction:
 
 
 def debit_personal_balance(
-    *, user_id: int, cost: Decimal, service: str, units: int, **ledger_fields
+    *, user_id: int, cost: Decimal, service: str, units: int, **ledger_fields: Any
 ) -> tuple[CreditTransaction, Decimal, Decimal | None] | None:
     """Debit a personal balance for metered usage, with its ledger row and rollups; None when it falls short.
 
@@ -79,7 +80,9 @@ def debit_personal_balance(
     return _written(row), after, found[3]
 
 
-def _debit_step_by_step(row: CreditTransaction, *, cost: Decimal, service: str, units: int):
+def _debit_step_by_step(
+    row: CreditTransaction, *, cost: Decimal, service: str, units: int
+) -> tuple[CreditTransaction, Decimal, Decimal | None] | None:
     with connection.cursor() as cursor:
         cursor.execute(ACCOUNT_BALANCE_CHANGE, [-cost, timezone.now(), row.user_id, -cost])
         found = cursor.fetchone()

@@ -11,8 +11,11 @@ endpoints, an event about an org (``org_id``) to the org's; one about both (a
 member's allocation) to both.
 """
 
+import datetime
 import uuid
+from collections.abc import Collection
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from django.db.models import Q
@@ -28,7 +31,7 @@ def amount(value: Decimal | None) -> str | None:
     return None if value is None else f"{Decimal(value).quantize(AMOUNT_PLACES):f}"
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     if isinstance(value, Decimal):
         return amount(value)
     if isinstance(value, dict):
@@ -44,7 +47,9 @@ def new_event_uid() -> str:
     return f"evt_{uuid.uuid4().hex}"
 
 
-def build_body(*, uid: str, type: str, created_at, user_id: int | None, org_id: int | None, data: dict) -> str:
+def build_body(
+    *, uid: str, type: str, created_at: datetime.datetime, user_id: int | None, org_id: int | None, data: dict[str, Any]
+) -> str:
     payload = {
         "id": uid,
         "type": type,
@@ -70,7 +75,12 @@ def subscribed_endpoint_ids(*, type: str, user_id: int | None, org_id: int | Non
 
 
 def event_emit(
-    *, type: str, user_id: int | None = None, org_id: int | None = None, data: dict, endpoint_ids=None
+    *,
+    type: str,
+    user_id: int | None = None,
+    org_id: int | None = None,
+    data: dict[str, Any],
+    endpoint_ids: Collection[int] | None = None,
 ) -> WebhookEvent | None:
     """Record an event and its deliveries in the current transaction; None when nobody subscribes.
 
