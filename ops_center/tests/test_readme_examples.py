@@ -1,10 +1,14 @@
-"""The README's API examples, run as written against `make run`'s own server and demo data.
+"""The README's tour and the docs' API examples, run as written against `make run`'s own server and demo data.
 
 The server is built the way `make run` builds it (SQLite, the in-process cache,
 the Makefile's own `seed_demo` arguments, collectstatic, gunicorn). Every
-```bash block of the README that calls the API is run in one bash, in order,
-with only the host and port changed; curl reports each answer's status on
-stderr, and every one must be a 2xx.
+```bash block of README.md, and of each docs/*.md file, that calls `curl` or
+only sets variables is run, one bash per file and in order, with only the host
+and port changed; curl reports each answer's status on stderr, and every one
+must be a 2xx. Each file's examples therefore stand on their own: a doc picks
+its own keys. Examples not meant to run against `make run` use a ```sh or
+```console fence. Then the tour's benchmark and short load run are run with
+the arguments the README gives them.
 """
 
 import csv
@@ -13,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +25,8 @@ import pytest
 
 from ops_center.tests.quickstart import PROJECT_DIR, free_port, manage, quickstart_env, start_gunicorn, wait_for
 
+README = PROJECT_DIR / "README.md"
+DOCS = PROJECT_DIR / "docs"
 README_HOST = "http://127.0.0.1:8000"
 # `NAME=value` or `NAME=$(...)` alone on its line (a comment may follow), not `NAME=value command`.
 VARIABLE_ASSIGNMENT = re.compile(r"^[A-Z_]+=(\$\(.*\)|\S+)\s*(#.*)?$")
@@ -29,10 +36,12 @@ STATUS_PREFIX = "README-HTTP"
 CURL_REPORTING_STATUS = (
     f"curl() {{ command curl --write-out '%{{stderr}}{STATUS_PREFIX} %{{http_code}} %{{url_effective}}\\n' \"$@\"; }}"
 )
+BENCHMARK_COMMAND = ".venv/bin/python manage.py benchmark "
+LOAD_RUN_COMMAND = "make loadtest LOADTEST_ARGS="
 
 
-def readme_api_examples() -> str:
-    blocks = BASH_BLOCK.findall((PROJECT_DIR / "README.md").read_text())
+def api_examples(path: Path) -> str:
+    blocks = BASH_BLOCK.findall(path.read_text())
     return "\n".join(block for block in blocks if "curl " in block or _only_sets_variables(block))
 
 
@@ -40,6 +49,17 @@ def _only_sets_variables(block: str) -> bool:
     """A block like `KEY=$(awk ... var/demo-keys.csv)`: it picks what the examples after it use."""
     lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
     return all(VARIABLE_ASSIGNMENT.match(line) for line in lines)
+
+
+def files_with_examples() -> list[Path]:
+    docs = sorted(path for path in DOCS.glob("*.md") if "curl " in api_examples(path))
+    return [README, *docs]
+
+
+def tour_commands(prefix: str) -> list[str]:
+    """The README's bash lines that start with ``prefix`` (the tour's benchmark or load run)."""
+    lines = (line.strip() for block in BASH_BLOCK.findall(README.read_text()) for line in block.splitlines())
+    return [line for line in lines if line.startswith(prefix)]
 
 
 def make_demo_arguments(keys_csv: Path) -> list[str]:
@@ -67,17 +87,16 @@ def quickstart(tmp_path_factory):
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{base_url}/healthz", server)
-        yield folder, base_url
+        yield folder, base_url, env, server.pid
     finally:
         server.terminate()
         server.wait(timeout=20)
 
 
-def run_examples(folder: Path, base_url: str) -> subprocess.CompletedProcess:
-    examples = readme_api_examples().replace(README_HOST, base_url)
-    script = "\n".join(["set -euo pipefail", CURL_REPORTING_STATUS, examples])
+def run_examples(examples: str, folder: Path, base_url: str) -> subprocess.CompletedProcess:
+    script = "\n".join(["set -euo pipefail", CURL_REPORTING_STATUS, examples.replace(README_HOST, base_url)])
     bash = shutil.which("bash")
-    # Our own README, against our own loopback server.
+    # Our own documentation, against our own loopback server.
     return subprocess.run([bash, "-c", script], cwd=folder, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -97,11 +116,21 @@ def first_key(folder: Path, role: str) -> dict:
         return next(row for row in csv.DictReader(keys) if row["role"] == role)
 
 
-def test_every_readme_api_example_answers_2xx_on_the_demo_data(quickstart):
-    folder, base_url = quickstart
-    expected_calls = readme_api_examples().count("curl ")
+def test_the_examples_cover_the_tour_and_the_api_docs():
+    covered = [path.relative_to(PROJECT_DIR).as_posix() for path in files_with_examples()]
 
-    result = run_examples(folder, base_url)
+    assert {"README.md", "docs/api.md", "docs/org-billing.md", "docs/webhooks.md"} <= set(covered)
+    for part in ("/credits/balance", "/credits/purchases", "/credits/usage", "/credit-pool/allocations"):
+        assert part in api_examples(README), f"the README tour lost its {part} example"
+
+
+@pytest.mark.parametrize("path", files_with_examples(), ids=lambda path: path.relative_to(PROJECT_DIR).as_posix())
+def test_every_api_example_answers_2xx_on_the_demo_data(quickstart, path):
+    folder, base_url, _env, _pid = quickstart
+    examples = api_examples(path)
+    expected_calls = examples.count("curl ")
+
+    result = run_examples(examples, folder, base_url)
 
     assert result.returncode == 0, result.stderr[-3000:]
     calls = answers(result)
@@ -110,7 +139,7 @@ def test_every_readme_api_example_answers_2xx_on_the_demo_data(quickstart):
 
 
 def test_the_readme_principals_have_data_to_show(quickstart):
-    folder, base_url = quickstart
+    folder, base_url, _env, _pid = quickstart
     user, staff = first_key(folder, "user"), first_key(folder, "staff")
 
     summary = api_get(base_url, "/credits/usage/summary?days=30", user["api_key"])
@@ -121,3 +150,49 @@ def test_the_readme_principals_have_data_to_show(quickstart):
     assert past_due["results"]
     statuses = api_get(base_url, "/org-billing/analytics/platform", staff["api_key"])["subscriptions"]["by_status"]
     assert all(count > 0 for count in statuses.values()), statuses
+
+
+def test_the_tour_benchmark_runs_as_written(quickstart):
+    folder, base_url, env, pid = quickstart
+    [command] = tour_commands(BENCHMARK_COMMAND)
+    arguments = shlex.split(command)[1:]  # manage.py benchmark ...; the interpreter is this test's own
+
+    where = ["--host", base_url, "--keys", str(folder / "var" / "demo-keys.csv"), "--server-pid", str(pid)]
+
+    result = subprocess.run(
+        [sys.executable, *arguments, *where],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    iterations = int(arguments[arguments.index("--iterations") + 1])
+    assert f"Success:       {iterations}/{iterations} (100.0%)" in result.stdout, result.stdout[-3000:]
+
+
+def test_the_tour_load_run_runs_as_written(quickstart):
+    folder, base_url, env, pid = quickstart
+    [command] = tour_commands(LOAD_RUN_COMMAND)
+    arguments = shlex.split(shlex.split(command)[2].removeprefix("LOADTEST_ARGS="))
+    recipe = (PROJECT_DIR / "Makefile").read_text().split("\nloadtest:", 1)[1].splitlines()[1].strip()
+    assert recipe == "bash loadtests/run_load_tests.sh $(LOADTEST_ARGS)"  # what `make loadtest` runs
+    where = ["--host", base_url, "--keys", str(folder / "var" / "demo-keys.csv"), "--server-pid", str(pid)]
+
+    result = subprocess.run(
+        [shutil.which("bash"), "loadtests/run_load_tests.sh", *arguments, *where, "--results", str(folder / "results")],
+        cwd=PROJECT_DIR,
+        env={**env, "VENV_BIN": str(Path(sys.executable).parent)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((folder / "results" / "locust_summary.json").read_text())
+    assert summary["passed"], summary["thresholds"]
+    assert summary["overall"]["requests"] > 0, summary["overall"]
