@@ -292,7 +292,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # without one it is served only when DEBUG=1 and is a 404 in production.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
-# Webhooks (webhooks/, README "Webhooks"). Private targets: http:// and loopback, private,
+# Webhooks (webhooks/, docs/webhooks.md). Private targets: http:// and loopback, private,
 # link-local and metadata addresses, refused at registration and delivery unless on; on by
 # default only with DEBUG=1 (make run sets it; tests set it in settings_test.py).
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=DEBUG)
