@@ -96,7 +96,7 @@ def _monthly_recurring_revenue() -> list[dict]:
     ]
 
 
-def _change(current, previous) -> dict:
+def _change(current: int | Decimal, previous: int | Decimal) -> dict:
     change = None
     if previous:
         change = (Decimal(current - previous) * 100 / Decimal(previous)).quantize(Decimal("0.01"))
@@ -188,5 +188,5 @@ def _revenue_trends_from_db(*, interval: str, periods: int, currency: str) -> di
     return {"interval": interval, "periods": periods, "currency": currency, "points": points}
 
 
-def _as_date(value) -> datetime.date:
+def _as_date(value: datetime.date | datetime.datetime) -> datetime.date:
     return value.date() if isinstance(value, datetime.datetime) else value

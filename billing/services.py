@@ -33,7 +33,7 @@ from billing.ledger import ACCOUNT_BALANCE_CHANGE, credits_from_db, debit_person
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
 from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_sql, to_credits
 from billing.payments import get_gateway
-from orgs.models import Membership
+from orgs.models import Membership, User
 from orgs.selectors import membership_role
 from webhooks.models import EventType
 
@@ -43,6 +43,13 @@ class CreditsResult:
     transaction: CreditTransaction
     balance: Decimal
     invoice: Invoice | None = None
+
+
+@dataclass(frozen=True)
+class PurchaseResult(CreditsResult):
+    """A purchase always has its invoice."""
+
+    invoice: Invoice
 
 
 def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal, Decimal | None] | None:
@@ -67,11 +74,11 @@ def _apply_to_account(*, user_id: int, delta: Decimal) -> tuple[Decimal, Decimal
 @transaction.atomic
 def credits_purchase(
     *,
-    user,
+    user: User,
     package_code: str | None = None,
     credits: Decimal | None = None,
     idempotency_key: str | None = None,
-) -> CreditsResult:
+) -> PurchaseResult:
     """Buy a package, or a custom whole number of credits at the configured unit price."""
     if package_code is not None:
         package = CreditPackage.objects.filter(code=package_code, is_active=True).first()
@@ -91,7 +98,10 @@ def credits_purchase(
         credits=credits,
         status=Invoice.Status.OPEN,
     )
-    before, after, _threshold = _apply_to_account(user_id=user.pk, delta=credits)
+    credited = _apply_to_account(user_id=user.pk, delta=credits)
+    if credited is None:  # only a debit can fall short; a credit creates the account if need be
+        raise RuntimeError(f"crediting user {user.pk} changed no balance")
+    before, after, _threshold = credited
     # Charged inside the transaction: a decline raises and rolls back everything
     # above. With the client's Idempotency-Key the gateway's key survives a
     # rollback, so a retried request is never charged twice; without one, each
@@ -135,13 +145,13 @@ def credits_purchase(
         invoice_id=invoice.pk,
         package=package_code,
     )
-    return CreditsResult(transaction=ledger_row, balance=after, invoice=invoice)
+    return PurchaseResult(transaction=ledger_row, balance=after, invoice=invoice)
 
 
 @transaction.atomic
 def credits_consume(
     *,
-    user,
+    user: User,
     service: str,
     units: int,
     credits: Decimal | None = None,
@@ -235,14 +245,14 @@ def _draw_from_allocation(*, user_id: int, org_id: int, cost: Decimal) -> tuple[
 
 
 def _shortfall(cost: Decimal, available: Decimal, org_id: int | None = None) -> InsufficientCredits:
-    details = {"required": cost, "available": available, "shortfall": cost - available}
+    details: dict[str, Decimal | int] = {"required": cost, "available": available, "shortfall": cost - available}
     if org_id is not None:
         details["org_id"] = org_id
     return InsufficientCredits(details=details)
 
 
 @transaction.atomic
-def credits_adjust(*, actor, user, amount: Decimal, reason: str) -> CreditsResult:
+def credits_adjust(*, actor: User, user: User, amount: Decimal, reason: str) -> CreditsResult:
     """Staff grant (positive) or correction (negative), recorded with who and why.
 
     A negative adjustment can take the balance to zero but never below it.
@@ -294,7 +304,7 @@ class AllocationResult:
 
 
 @transaction.atomic
-def pool_allocate(*, actor, org_id: int, user_id: int, credits: Decimal, note: str = "") -> AllocationResult:
+def pool_allocate(*, actor: User, org_id: int, user_id: int, credits: Decimal, note: str = "") -> AllocationResult:
     """Set a member's allocation from the org's pool to ``credits`` (raise or lower it).
 
     Never below what the member has used, never beyond the pool's unallocated

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache as django_cache
@@ -63,13 +63,15 @@ COLD_MISS_WAIT_SECONDS = 0.5
 breaker = CircuitBreaker()
 stats = StatsRecorder(breaker)
 _MISSING = object()
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def ttl_for(namespace: str) -> int:
     overrides = getattr(settings, "CACHE_TTLS", {})
     if namespace not in DEFAULT_TTLS and namespace not in overrides:
         raise KeyError(f"unknown cache namespace {namespace!r}")
-    return int(overrides.get(namespace, DEFAULT_TTLS.get(namespace)))
+    return int(overrides[namespace]) if namespace in overrides else DEFAULT_TTLS[namespace]
 
 
 def make_key(namespace: str, *parts: Any) -> str:
@@ -186,7 +188,8 @@ def _take_lock(key: str) -> bool:
     return bool(breaker.call(lambda: django_cache.add(_lock_key(key), 1, LOCK_SECONDS), fallback=True))
 
 
-def _wait_for_winner(key: str):
+def _wait_for_winner(key: str) -> Any:
+    """The entry another process stored meanwhile, or ``_MISSING``."""
     deadline = time.monotonic() + COLD_MISS_WAIT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(0.01)
@@ -196,12 +199,12 @@ def _wait_for_winner(key: str):
     return _MISSING
 
 
-def cached(namespace: str, ttl: int | None = None):
+def cached(namespace: str, ttl: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorator: cache a function's result under a key built from its arguments."""
 
-    def decorate(func):
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             parts = [func.__qualname__, *args, *(f"{name}={kwargs[name]}" for name in sorted(kwargs))]
             value, _ = get_or_set(namespace, *parts, compute=lambda: func(*args, **kwargs), ttl=ttl)
             return value
@@ -420,7 +423,9 @@ def delete_pattern(pattern: str) -> int:
     def scan_and_delete() -> int:
         if hasattr(django_cache, "delete_pattern"):
             return django_cache.delete_pattern(full_pattern, itersize=500)
-        # The in-memory quick-start cache: match its keys in process.
+        # The in-memory quick-start cache (LocMemCache): match its keys in process.
+        if not hasattr(django_cache, "_cache"):
+            raise TypeError("delete_pattern needs django-redis or the in-process cache")
         matching = [key for key in list(django_cache._cache) if fnmatch.fnmatch(key.split(":", 2)[-1], full_pattern)]
         for key in matching:
             django_cache.delete(key.split(":", 2)[-1])
@@ -583,14 +588,14 @@ def _store_many(values: Mapping[str, Any], *, refilled: bool = False) -> None:
         if refilled:
             group[refilled_marker(key)] = 1
     for timeout, group in by_timeout.items():
-        breaker.call(lambda group=group, timeout=timeout: django_cache.set_many(group, timeout), fallback=None)
+        breaker.call(functools.partial(django_cache.set_many, group, timeout), fallback=None)
     for key in values:
         stats.record(_namespace_of(key), "sets")
 
 
 def invalidate_on_commit(
     *, user_ids: Iterable[int] = (), org_ids: Iterable[int] = (), keys: Iterable[str] = (), durable: bool = False
-):
+) -> None:
     """Evict after the surrounding transaction commits: a rollback evicts nothing,
     and the next read after a commit sees the new value (read-your-writes).
 
@@ -609,7 +614,7 @@ def invalidate_on_commit(
     # One eviction (and refill) per key per commit, however many rows of the transaction asked for it.
     pending = _pending_evictions()
     for key in doomed:
-        pending["recorded" if recorded else "unrecorded"][key] = None
+        (pending["recorded"] if recorded else pending["unrecorded"])[key] = None
     pending["refillers"].update(refillers)
     transaction.on_commit(_evict_pending)
 
@@ -617,7 +622,15 @@ def invalidate_on_commit(
 _pending = threading.local()
 
 
-def _pending_evictions() -> dict:
+class _PendingEvictions(TypedDict):
+    """One thread's evictions awaiting its commit: keys as ordered sets (dicts), and the refill calls."""
+
+    recorded: dict[str, None]
+    unrecorded: dict[str, None]
+    refillers: dict[str, Callable[[], Any]]
+
+
+def _pending_evictions() -> _PendingEvictions:
     if getattr(_pending, "evictions", None) is None:
         _pending.evictions = {"recorded": {}, "unrecorded": {}, "refillers": {}}
     return _pending.evictions

@@ -1,6 +1,6 @@
 """Reads: an owner's endpoints and an endpoint's delivery log."""
 
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 
 from ops_center.api.pagination import keyset_page
 from ops_center.errors import NotFound
@@ -17,7 +17,7 @@ class DeliveryNotFound(NotFound):
     default_message = "No such delivery of this webhook endpoint."
 
 
-def owned(*, user_id: int | None, org_id: int | None):
+def owned(*, user_id: int | None, org_id: int | None) -> QuerySet[WebhookEndpoint]:
     """An org's endpoints, or a user's own (personal) ones."""
     owner = Q(org_id=org_id) if org_id is not None else Q(user_id=user_id, org__isnull=True)
     return WebhookEndpoint.objects.filter(owner)

@@ -2,10 +2,10 @@
 
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from ops_center.errors import ApplicationError, Conflict
@@ -128,7 +128,7 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> tuple[WebhookEndpoin
     return endpoint, secret
 
 
-def signing_secrets(endpoint: WebhookEndpoint, *, now=None) -> list[str]:
+def signing_secrets(endpoint: WebhookEndpoint, *, now: datetime | None = None) -> list[str]:
     now = now or timezone.now()
     current = [endpoint.secret]
     if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
@@ -148,6 +148,8 @@ def endpoint_ping(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
         data={"endpoint_id": endpoint.pk, "message": "ping"},
         endpoint_ids=[endpoint.pk],
     )
+    if event is None:  # event_emit writes the event whenever it has an endpoint to send it to
+        raise RuntimeError(f"no ping event was written for webhook endpoint {endpoint.pk}")
     return event.deliveries.get()
 
 
@@ -165,7 +167,7 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
 # -- The worker ----------------------------------------------------------------
 
 
-def due_deliveries(*, now):
+def due_deliveries(*, now: datetime) -> QuerySet[WebhookDelivery]:
     """Pending deliveries whose time has come, oldest first: a range scan of idx_webhook_delivery_due."""
     return WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now, endpoint__is_enabled=True
@@ -254,7 +256,7 @@ def delivery_record(*, delivery: WebhookDelivery, outcome: Outcome, final: bool 
     return delivery
 
 
-def _endpoint_failed(endpoint_id: int, *, now) -> bool:
+def _endpoint_failed(endpoint_id: int, *, now: datetime) -> bool:
     """Start the endpoint's failing streak, or disable it once the streak is WEBHOOK_DISABLE_AFTER_SECONDS
     long; True when it was disabled now."""
     started = WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(

@@ -3,9 +3,10 @@
 import datetime
 import itertools
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import CreditAccount, CreditAllocation, CreditTransaction, PricingRule, UsageDaily
@@ -72,7 +73,12 @@ def allocation_remaining(*, user_id: int, org_id: int) -> Decimal:
     return to_credits(remaining) if remaining is not None else ZERO_CREDITS
 
 
-def pricing_rule(*, service: str) -> dict | None:
+class PricingRuleRow(TypedDict):
+    service: str
+    credits_per_unit: Decimal
+
+
+def pricing_rule(*, service: str) -> PricingRuleRow | None:
     """The active rule for a service, cached in the pricing_rules namespace."""
     rule, _ = cache.get_or_set(
         "pricing_rules", pricing_rule_part(service=service), compute=lambda: _pricing_rule_from_db(service=service)
@@ -84,7 +90,7 @@ def pricing_rule_part(*, service: str) -> str:
     return f"service_{service}"
 
 
-def _pricing_rule_from_db(*, service: str) -> dict | None:
+def _pricing_rule_from_db(*, service: str) -> PricingRuleRow | None:
     return PricingRule.objects.filter(service=service, is_active=True).values("service", "credits_per_unit").first()
 
 
@@ -113,8 +119,8 @@ def usage_summary(*, user_id: int, days: int) -> tuple[dict, bool]:
 def _usage_summary_from_db(*, user_id: int, days: int) -> dict:
     today = timezone.now().date()
     first_day = today - datetime.timedelta(days=days - 1)
-    query = UsageDaily.objects.filter(user_id=user_id, day__gte=first_day)
-    query = query.values("day", "service").annotate(credits=Sum("credits"), units=Sum("units"), events=Sum("events"))
+    daily = UsageDaily.objects.filter(user_id=user_id, day__gte=first_day)
+    query = daily.values("day", "service").annotate(credits=Sum("credits"), units=Sum("units"), events=Sum("events"))
     rows = replicas.read(lambda: list(query), user_id=user_id)  # a caught-up replica, else the primary
     per_day = {first_day + datetime.timedelta(days=offset): ZERO_CREDITS for offset in range(days)}
     per_service: dict[str, dict] = {}
@@ -216,7 +222,7 @@ def _first_pages_from_db(*, user_id: int) -> list[dict]:
     return pages
 
 
-def _page(queryset, *, user_id: int, limit: int, cursor: str | None = None) -> dict:
+def _page(queryset: QuerySet[CreditTransaction], *, user_id: int, limit: int, cursor: str | None = None) -> dict:
     rows, next_cursor = replicas.read(  # a caught-up replica, else the primary
         lambda: keyset_page(queryset.values(*TRANSACTION_COLUMNS), cursor=cursor, limit=limit), user_id=user_id
     )

@@ -2,6 +2,7 @@
 
 import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -15,7 +16,9 @@ from orgs.models import Membership
 
 DEFAULT_USAGE_DAYS = 30
 # The type of a computed credits column (a subquery or its zero): the ledger's own precision.
-CREDITS_FIELD = DecimalField(max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES)
+CREDITS_FIELD: "DecimalField[Decimal, Decimal]" = DecimalField(
+    max_digits=CREDIT_MAX_DIGITS, decimal_places=CREDIT_DECIMAL_PLACES
+)
 
 
 def subscription_key(*, org_id: int) -> tuple:
@@ -113,7 +116,8 @@ def member_allocation(*, org_id: int, user_id: int) -> dict:
     }
 
 
-def _finite_credits(value) -> Decimal:
+def _finite_credits(value: Any) -> Decimal:
+    """A cursor's credits back from JSON; Decimal refuses what no cursor holds (SortKey.load)."""
     credits = Decimal(value)
     if not credits.is_finite():
         raise ValueError("not a finite amount")
@@ -128,7 +132,12 @@ MEMBER_SORTS = {
 
 
 def members_usage_page(
-    *, org_id: int, days: int = DEFAULT_USAGE_DAYS, sort: str = "-usage", limit: int = DEFAULT_LIMIT, cursor=None
+    *,
+    org_id: int,
+    days: int = DEFAULT_USAGE_DAYS,
+    sort: str = "-usage",
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
 ) -> tuple[dict, bool]:
     """Each member's allocation and usage in the window, one page, in one query.
 
