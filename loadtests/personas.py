@@ -151,7 +151,7 @@ class EndUser(ApiUser):
                 response.failure(f"newest ledger row {newest['id']} is not purchase {purchase_id} ending at {after}")
 
     # Locust annotates tasks as a list, but documents and accepts a {task: weight} dict.
-    tasks = weighted(persona, locals())  # type: ignore[assignment]
+    tasks = weighted(persona, locals())
 
 
 class OrgAdmin(ApiUser):
@@ -215,7 +215,7 @@ class OrgAdmin(ApiUser):
             response.success()
 
     # Locust annotates tasks as a list, but documents and accepts a {task: weight} dict.
-    tasks = weighted(persona, locals())  # type: ignore[assignment]
+    tasks = weighted(persona, locals())
 
 
 class SystemAdmin(ApiUser):
@@ -235,4 +235,4 @@ class SystemAdmin(ApiUser):
             pass
 
     # Locust annotates tasks as a list, but documents and accepts a {task: weight} dict.
-    tasks = weighted(persona, locals())  # type: ignore[assignment]
+    tasks = weighted(persona, locals())
