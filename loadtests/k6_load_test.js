@@ -1,4 +1,4 @@
-// The report's k6 suite: its stages and thresholds, the Locust suite's persona mix and keys file.
+// The k6 suite: the staged ramp and thresholds of profile.json, the Locust suite's persona mix and keys file.
 //
 //   k6 run -e HOST=http://127.0.0.1:8000 -e KEYS_FILE=$PWD/var/demo-keys.csv loadtests/k6_load_test.js
 //   k6 run -e LOAD_SHAPE=constant -e RATE=500 -e DURATION=300 ... loadtests/k6_load_test.js
@@ -31,7 +31,7 @@ const LIMITS = Object.fromEntries(
   Object.entries(PROFILE.thresholds).map(([name, value]) => [name, Number(__ENV[`THRESHOLD_${name.toUpperCase()}`] || value)]),
 );
 
-// The same stages as the report (and ReportStagesShape): users times SCALE, durations times TIME_SCALE.
+// The same stages as StagedRampShape (profile.json): users times SCALE, durations times TIME_SCALE.
 const STAGES = PROFILE.stages.map((stage) => ({
   duration: `${Math.round(stage.duration_s * TIME_SCALE * 1000)}ms`,
   target: stage.target ? Math.max(1, Math.round(stage.target * SCALE)) : 0,
@@ -60,7 +60,7 @@ export const options = {
     http_req_duration: [`p(95)<${LIMITS.p95_ms}`, `p(99)<${LIMITS.p99_ms}`],
     http_req_failed: [`rate<${LIMITS.max_failure_rate}`],
     balance_check_duration: [`p(95)<${LIMITS.balance_check_p95_ms}`, `p(99)<${LIMITS.balance_check_p99_ms}`],
-    // Not in the report: a wrong balance after a purchase fails the run, as in the Locust suite.
+    // Beyond latency: a wrong balance after a purchase fails the run, as in the Locust suite.
     workflow_mismatches: [`count<=${LIMITS.max_workflow_mismatches}`],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(95)', 'p(99)', 'count'],

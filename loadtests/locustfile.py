@@ -17,9 +17,9 @@ from locust import events
 
 from loadtests import runtime
 from loadtests.personas import EndUser, OrgAdmin, SystemAdmin
-from loadtests.shape import ReportStagesShape
+from loadtests.shape import StagedRampShape
 
-__all__ = ["EndUser", "OrgAdmin", "ReportStagesShape", "SystemAdmin"]
+__all__ = ["EndUser", "OrgAdmin", "StagedRampShape", "SystemAdmin"]
 
 
 @events.init_command_line_parser.add_listener

@@ -39,7 +39,7 @@ class Thresholds:
         return Thresholds(**values)
 
 
-def report_stages() -> list[Stage]:
+def staged_ramp() -> list[Stage]:
     return [Stage(**stage) for stage in PROFILE["stages"]]
 
 
@@ -59,7 +59,7 @@ def scaled_stages(scale: float = 1.0, time_scale: float | None = None) -> list[S
             duration_s=stage.duration_s * time_scale,
             target=max(1, round(stage.target * scale)) if stage.target else 0,
         )
-        for stage in report_stages()
+        for stage in staged_ramp()
     ]
 
 

@@ -11,7 +11,7 @@ usage() {
 Usage: loadtests/run_load_tests.sh [options]
 
   --tool locust|k6|both   which generator (default locust; both runs Locust, then k6)
-  --shape staged|constant staged: the report's stages times --scale (default);
+  --shape staged|constant staged: profile.json's ramp times --scale (default);
                           constant: a fixed request rate (--rate) for --duration
   --scale F               staged: users and durations times F (default 1: up to 1000 users, 4 min)
   --time-scale F          staged: durations times F instead (default: same as --scale)

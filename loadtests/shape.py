@@ -5,7 +5,7 @@ from locust import LoadTestShape
 from loadtests.schedule import CONSTANT, constant_users, shape_tick
 
 
-class ReportStagesShape(LoadTestShape):
+class StagedRampShape(LoadTestShape):
     """--load-shape staged: profile.json's stages times --scale; constant: --users held for --run-time.
 
     --run-time, if given, cuts either short. use_common_options lets it read

@@ -26,7 +26,7 @@ class Endpoint:
 
 # The benchmarked endpoints: each persona's hot reads (an end user's balance, usage and history; an
 # org admin's subscription and pool; staff analytics), each called by the persona that uses it.
-REPORT_ENDPOINTS = (
+BENCHMARKED_ENDPOINTS = (
     Endpoint("/api/v1/credits/balance", "user"),
     Endpoint("/api/v1/credits/usage/summary", "user"),
     Endpoint("/api/v1/credits/transactions", "user"),
@@ -50,7 +50,7 @@ def resolve_targets(selectors: list[str], keys: list[DemoKey], default_role: str
     targets: list[Target] = []
     for selector in selectors:
         if selector == "all":
-            targets.extend(_target(endpoint, keys, org_id=None) for endpoint in REPORT_ENDPOINTS)
+            targets.extend(_target(endpoint, keys, org_id=None) for endpoint in BENCHMARKED_ENDPOINTS)
             continue
         endpoint, org_id = _match_report_endpoint(selector)
         if endpoint is None:
@@ -60,7 +60,7 @@ def resolve_targets(selectors: list[str], keys: list[DemoKey], default_role: str
 
 
 def _match_report_endpoint(path: str) -> tuple[Endpoint | None, int | None]:
-    for endpoint in REPORT_ENDPOINTS:
+    for endpoint in BENCHMARKED_ENDPOINTS:
         if path == endpoint.template:
             return endpoint, None
         pattern = re.escape(endpoint.template).replace(re.escape(ORG_ID_PLACEHOLDER), r"(\d+)")

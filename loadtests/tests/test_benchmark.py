@@ -15,7 +15,7 @@ from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
 from loadtests.benchmark import server_cpu
 from loadtests.benchmark.stats import COMPARED_FIGURES, compare, percentile
-from loadtests.benchmark.targets import REPORT_ENDPOINTS, resolve_targets
+from loadtests.benchmark.targets import BENCHMARKED_ENDPOINTS, resolve_targets
 from ops_center.tests.live_server import PROJECT_DIR, LiveGunicorn, project_env
 from orgs.models import Membership
 from orgs.services import api_key_create
@@ -138,7 +138,7 @@ def test_the_json_holds_every_figure_for_every_report_endpoint(server, keys_csv,
     assert document["settings"]["server_cpu"]["pid"] == master  # found by the port --host names
     workers = {pid for pid, parent in server_cpu._parents().items() if parent == master}
     assert len(workers) == 2  # WEB_CONCURRENCY=2
-    assert list(document["endpoints"]) == [endpoint.label for endpoint in REPORT_ENDPOINTS]
+    assert list(document["endpoints"]) == [endpoint.label for endpoint in BENCHMARKED_ENDPOINTS]
     for label, figures in document["endpoints"].items():
         assert set(figures) == FIGURES, label
         # The server's CPU over the measured phase: the master and both workers, per request completed.
@@ -341,7 +341,7 @@ KEYS = [
 def test_all_is_the_report_endpoints_each_called_by_its_role_with_real_org_ids():
     targets = resolve_targets(["all"], KEYS, default_role="user")
 
-    assert [target.endpoint for target in targets] == list(REPORT_ENDPOINTS)
+    assert [target.endpoint for target in targets] == list(BENCHMARKED_ENDPOINTS)
     callers = [[who.username for _, who in target.calls] for target in targets]
     assert callers == [["u1"], ["u1"], ["u1"], ["a1", "a2"], ["a1", "a2"], ["s1"], ["s1"]]
     assert [path for path, _ in targets[3].calls] == [

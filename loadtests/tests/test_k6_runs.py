@@ -35,7 +35,7 @@ def test_k6_is_the_pinned_release():
     assert k6("version", env_vars={}).stdout.startswith("k6 v1.1.0 (commit/0e3fb953be, go1.24.4")
 
 
-def test_the_script_has_the_report_stages_and_thresholds(tmp_path):
+def test_the_script_has_the_staged_ramp_and_thresholds(tmp_path):
     keys = tmp_path / "keys.csv"
     keys.write_text("username,role,org_id,api_key\nu,user,,k1\na,org_admin,3,k2\ns,staff,,k3\n")
 

@@ -22,7 +22,7 @@ from loadtests.thresholds import Observed, breaches, evaluate
 
 # (seconds into the run, users): the staged ramp 0→100 in 30 s, 100 for 1 min, →500 in 30 s,
 # →1000 in 30 s, 1000 for 1 min, →0 in 30 s.
-REPORT_CURVE = [
+STAGED_RAMP_AT_SCALE_1 = [
     (0, 0),
     (15, 50),
     (29.9, 100),
@@ -43,8 +43,8 @@ def options(**overrides):
     return SimpleNamespace(**{**values, **overrides})
 
 
-@pytest.mark.parametrize(("elapsed", "users"), REPORT_CURVE)
-def test_the_shape_follows_the_report_stages_at_scale_1(elapsed, users):
+@pytest.mark.parametrize(("elapsed", "users"), STAGED_RAMP_AT_SCALE_1)
+def test_the_shape_follows_the_staged_ramp_at_scale_1(elapsed, users):
     assert shape_tick(options(), elapsed)[0] == users
 
 
@@ -81,8 +81,8 @@ def test_the_locust_shape_class_ticks_the_same_schedule():
     probe = textwrap.dedent(
         """
         from types import SimpleNamespace
-        from loadtests.shape import ReportStagesShape
-        shape = ReportStagesShape()
+        from loadtests.shape import StagedRampShape
+        shape = StagedRampShape()
         options = SimpleNamespace(load_shape="staged", scale=1.0, time_scale=0.0, run_time=None)
         shape.runner = SimpleNamespace(environment=SimpleNamespace(parsed_options=options))
         for elapsed in (15, 135, 240):
