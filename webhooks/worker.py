@@ -3,6 +3,9 @@
 A loop of batches: claim up to ``batch_size`` due deliveries (one short
 transaction, ``FOR UPDATE SKIP LOCKED``), send them from a few threads (no
 transaction is open during HTTP), record each outcome in its own transaction.
+Endpoints are served in parallel, but one endpoint's deliveries go one after
+another in the order they fell due, so a receiver sees its events oldest first
+(as far as retries allow).
 Several workers on one database never send one delivery twice; see
 ``services.deliveries_claim``. ``stop()`` (SIGTERM, SIGINT) lets the batch in
 flight finish and then returns.
@@ -64,9 +67,20 @@ class Worker:
         ids = services.deliveries_claim(limit=self.batch_size)
         if not ids:
             return 0
-        deliveries = list(WebhookDelivery.objects.filter(id__in=ids).select_related("event", "endpoint").order_by("id"))
-        outcomes = pool.map(self._send, deliveries)
-        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+        claimed = WebhookDelivery.objects.filter(id__in=ids).select_related("event", "endpoint").in_bulk()
+        by_endpoint: dict[int, list[WebhookDelivery]] = {}
+        for delivery_id in ids:  # the claim's order: next_attempt_at, then id
+            delivery = claimed[delivery_id]
+            by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery)
+        for sent in pool.map(self._send_in_order, by_endpoint.values()):
+            self._record(sent)
+        return len(ids)
+
+    def _send_in_order(self, deliveries: list[WebhookDelivery]) -> list[tuple[WebhookDelivery, services.Outcome]]:
+        return [(delivery, self._send(delivery)) for delivery in deliveries]
+
+    def _record(self, sent: list[tuple[WebhookDelivery, services.Outcome]]) -> None:
+        for delivery, outcome in sent:
             try:
                 services.delivery_record(delivery=delivery, outcome=outcome)
             except Exception:  # one bad row must not stop the others; its lease makes it due again
@@ -80,7 +94,6 @@ class Worker:
                 outcome.status_code,
                 outcome.error,
             )
-        return len(deliveries)
 
     def _send(self, delivery: WebhookDelivery) -> services.Outcome:
         try:

@@ -14,13 +14,20 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from ops_center.tests.live_server import PROJECT_DIR, project_env
-from webhooks import services
+from webhooks import metrics, services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.outbox import event_emit
 from webhooks.tests.factories import WebhookEndpointFactory
 from webhooks.worker import Worker
 
 pytestmark = pytest.mark.django_db
+
+
+METRIC_COUNTERS = {
+    "sent": metrics.DELIVERIES_SENT,
+    "retried": metrics.DELIVERIES_RETRIED,
+    "failed": metrics.DELIVERIES_FAILED,
+}
 
 
 def drain(worker: Worker | None = None) -> int:
@@ -183,13 +190,19 @@ def test_a_success_ends_the_failing_streak(receiver):
     assert endpoint.is_enabled
 
 
-def test_deliveries_to_one_endpoint_go_oldest_first(receiver):
+def test_deliveries_to_one_endpoint_go_oldest_first_even_from_many_sending_threads(receiver):
+    # given: eight deliveries due to one slow receiver, and a worker with eight sending threads
+    receiver.delay = 0.02
     endpoint = WebhookEndpointFactory(url=receiver.url)
-    uids = [ping(endpoint).event.uid for _ in range(5)]
+    uids = [ping(endpoint).event.uid for _ in range(8)]
 
-    drain(Worker(concurrency=1))
+    drain(Worker(concurrency=8))
 
-    assert [request.headers["webhook-id"] for request in receiver.wait_for(5)] == uids
+    # then: they arrived oldest first, each after the one before it was answered
+    received = receiver.wait_for(8)
+    assert [request.headers["webhook-id"] for request in received] == uids
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(received)]
+    assert min(gaps) >= receiver.delay, gaps
 
 
 @pytest.mark.postgresql_only("SKIP LOCKED claims across processes; committed rows for the subprocesses")
@@ -247,3 +260,38 @@ def test_the_long_running_worker_delivers_and_stops_gracefully_on_sigterm(receiv
     delivery.refresh_from_db()
     assert delivery.status == "succeeded"
     assert json.loads(delivery.event.body)["type"] == "ping"
+
+
+def counted(counter, event_type: str = "ping") -> float:
+    return counter.labels(event_type)._value.get()
+
+
+def test_the_metrics_count_sent_retried_and_failed_deliveries(receiver, settings, django_capture_on_commit_callbacks):
+    settings.WEBHOOK_RETRY_SCHEDULE = "0"
+    receiver.statuses = [500, 200, 503, 503]
+    before = {name: counted(counter) for name, counter in METRIC_COUNTERS.items()}
+    endpoint = WebhookEndpointFactory(url=receiver.url)
+
+    with django_capture_on_commit_callbacks(execute=True):  # the counters move once the outcome commits
+        ping(endpoint)  # 500, then 200: one retried, one sent
+        drain()
+        ping(endpoint)  # 503, then 503 with the schedule spent: one retried, one failed
+        drain()
+
+    after = {name: counted(counter) - before[name] for name, counter in METRIC_COUNTERS.items()}
+    assert after == {"sent": 1, "retried": 2, "failed": 1}
+
+
+def test_the_outbox_gauges_show_what_is_due_and_how_long_it_has_waited(receiver):
+    endpoint = WebhookEndpointFactory(url=receiver.url)
+    for _ in range(3):
+        ping(endpoint)
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=90))
+    worker = Worker()
+
+    worker.observe_outbox()
+    assert metrics.OUTBOX_DUE._value.get() == 3
+    assert 90 <= metrics.OUTBOX_AGE._value.get() < 120
+
+    drain(worker)
+    assert (metrics.OUTBOX_DUE._value.get(), metrics.OUTBOX_AGE._value.get()) == (0, 0)
