@@ -46,7 +46,7 @@ def plot_latencies(path: Path, current: dict, baseline: dict | None = None) -> N
 def _panel(ax, label: str, series: list[tuple[str, dict]], ticker) -> None:
     samples = [document["endpoints"][label]["samples_ms"] for _, document in series]
     names = [f"{name}\n{document['git_commit'][:8]}" for name, document in series]
-    ax.set_title(label.removeprefix("GET /api/v1/"), fontsize=10)
+    ax.set_title(label.split(" /api/v1/")[-1], fontsize=10)
     ax.set_ylabel("ms")
     if not any(samples):
         ax.text(0.5, 0.5, "no successful request", ha="center", va="center", transform=ax.transAxes)

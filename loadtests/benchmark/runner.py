@@ -6,8 +6,10 @@ other status, and any connection error, is a failure filed under its status
 or error name.
 """
 
+import itertools
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,11 +86,16 @@ class Runner:
         """Send ``iterations`` measured requests from ``concurrency`` workers; ``on_request`` follows progress."""
         workers = self.settings.concurrency
         callers, passed_over = self._choose_callers(target)
-        slots = [callers[index % len(callers)] for index in range(workers)]
+        if target.endpoint.writes:
+            # Each worker cycles through its share of the principals, so no one principal's write
+            # throttle (THROTTLE_WRITES a minute) is what the run measures.
+            slots = [callers[index::workers] or [callers[index % len(callers)]] for index in range(workers)]
+        else:
+            slots = [[callers[index % len(callers)]] for index in range(workers)]
         run = EndpointRun(
             endpoint=target.endpoint,
-            paths=sorted({path for path, _ in slots}),
-            principals=sorted({principal.username for _, principal in slots}),
+            paths=sorted({path for slot in slots for path, _ in slot}),
+            principals=sorted({principal.username for slot in slots for _, principal in slot}),
             passed_over=passed_over,
         )
         budget = _Budget(self.settings.iterations)
@@ -129,7 +136,10 @@ class Runner:
     def _choose_callers(self, target: Target) -> tuple[list[tuple[str, DemoKey]], list[str]]:
         """One caller per worker, passing over principals whose path is a 404 (an org without a live
         subscription, say) while others answer. Any other status is kept, to be measured as a failure;
-        if every principal gets 404, they are all kept and the run reports the failures."""
+        if every principal gets 404, they are all kept and the run reports the failures. A write is not
+        probed (a probe would be a write too): all its principals take part."""
+        if target.endpoint.writes:
+            return list(target.calls), []
         callers: list[tuple[str, DemoKey]] = []
         passed_over: list[str] = []
         pool = urllib3.connection_from_url(self._origin, maxsize=1)
@@ -137,7 +147,7 @@ class Runner:
             for path, principal in target.calls:
                 if len(callers) == self.settings.concurrency:
                     break
-                failure, _ = self._send(pool, self._prefix + path, _headers(principal))
+                failure, _ = self._send(pool, target.endpoint, self._prefix + path, _headers(principal))
                 if failure == "404":
                     passed_over.append(principal.username)
                 else:
@@ -147,16 +157,16 @@ class Runner:
         return callers or list(target.calls), passed_over
 
     def _work(self, slot, budget, barrier, part: EndpointRun, errors: list, on_request: Callable[[], None]) -> None:
-        path, principal = slot
-        url, headers = self._prefix + path, _headers(principal)
+        endpoint = part.endpoint
+        calls = itertools.cycle([(self._prefix + path, _headers(principal)) for path, principal in slot])
         # maxsize=1: one connection per worker, kept alive across its requests.
         pool = urllib3.connection_from_url(self._origin, maxsize=1, block=True)
         try:
             for _ in range(self.settings.warmup):
-                self._send(pool, url, headers)
+                self._send(pool, endpoint, *next(calls))
             barrier.wait()
             while budget.take():
-                self._measure(pool, url, headers, part)
+                self._measure(pool, endpoint, *next(calls), part)
                 on_request()
         except BaseException as exc:  # re-raised by run() in the calling thread
             errors.append(exc)
@@ -164,7 +174,7 @@ class Runner:
         finally:
             pool.close()
 
-    def _measure(self, pool, url: str, headers: dict, part: EndpointRun) -> None:
+    def _measure(self, pool, endpoint: Endpoint, url: str, headers: dict, part: EndpointRun) -> None:
         if self._flush_cache is not None:
             try:
                 self._flush_cache()
@@ -172,7 +182,7 @@ class Runner:
                 part.failures[f"cache flush error: {type(exc).__name__}"] += 1
                 return
         started = time.perf_counter_ns()
-        failure, cache_status = self._send(pool, url, headers)
+        failure, cache_status = self._send(pool, endpoint, url, headers)
         elapsed = time.perf_counter_ns() - started
         if failure is None:
             part.latencies_ns.append(elapsed)
@@ -180,11 +190,19 @@ class Runner:
         else:
             part.failures[failure] += 1
 
-    def _send(self, pool, url: str, headers: dict) -> tuple[str | None, str]:
+    def _send(self, pool, endpoint: Endpoint, url: str, headers: dict) -> tuple[str | None, str]:
         """Returns (failure, X-Cache): failure is None for a 2xx, else the status or the error's name."""
+        if endpoint.writes:
+            headers = {**headers, "Content-Type": "application/json", "Idempotency-Key": f"bench-{uuid.uuid4().hex}"}
         try:
             response = pool.request(
-                "GET", url, headers=headers, retries=RETRY, timeout=self.settings.timeout, preload_content=True
+                endpoint.method,
+                url,
+                body=endpoint.body,
+                headers=headers,
+                retries=RETRY,
+                timeout=self.settings.timeout,
+                preload_content=True,
             )
         except urllib3.exceptions.HTTPError as exc:
             reason = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc

@@ -1,4 +1,4 @@
-"""The seven benchmarked endpoints, and the demo keys (seed_demo's keys CSV) that call them."""
+"""The benchmarked endpoints (seven reads, and the debit), and the demo keys (seed_demo's keys CSV) that call them."""
 
 import re
 from dataclasses import dataclass
@@ -13,11 +13,17 @@ ROLES = ("user", "org_admin", "org_member", "staff")
 class Endpoint:
     template: str  # "/api/v1/org-billing/organizations/{id}/subscription"
     role: str  # the keys-CSV role whose principals call it
+    method: str = "GET"
+    body: bytes | None = None  # a write's JSON body, sent with a fresh Idempotency-Key each time
 
     @property
     def label(self) -> str:
         """The name results are filed under; it survives a change of data set, so baselines compare."""
-        return f"GET {self.template}"
+        return f"{self.method} {self.template}"
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
 
     @property
     def needs_org(self) -> bool:
@@ -34,6 +40,14 @@ BENCHMARKED_ENDPOINTS = (
     Endpoint("/api/v1/org-billing/organizations/{id}/credit-pool", "org_admin"),
     Endpoint("/api/v1/org-billing/analytics/platform", "staff"),
     Endpoint("/api/v1/org-billing/analytics/revenue-trends", "staff"),
+)
+# The metered debit, benchmarked only when named (``all`` is the reads): each request spends 0.0001
+# credits of the seed catalog's "embedding" service, so a run changes balances but hardly drains them.
+DEBIT_ENDPOINT = Endpoint(
+    "/api/v1/credits/usage",
+    "user",
+    method="POST",
+    body=b'{"service": "embedding", "units": 1, "credits": "0.0001"}',
 )
 
 
@@ -60,7 +74,7 @@ def resolve_targets(selectors: list[str], keys: list[DemoKey], default_role: str
 
 
 def _match_report_endpoint(path: str) -> tuple[Endpoint | None, int | None]:
-    for endpoint in BENCHMARKED_ENDPOINTS:
+    for endpoint in (*BENCHMARKED_ENDPOINTS, DEBIT_ENDPOINT):
         if path == endpoint.template:
             return endpoint, None
         pattern = re.escape(endpoint.template).replace(re.escape(ORG_ID_PLACEHOLDER), r"(\d+)")

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from billing.demo.keys_csv import DemoKey
+from billing.models import CreditTransaction
+from billing.selectors import personal_balance_amount
 from billing.services import credits_purchase
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
 from loadtests.benchmark import server_cpu
 from loadtests.benchmark.stats import COMPARED_FIGURES, compare, percentile
-from loadtests.benchmark.targets import BENCHMARKED_ENDPOINTS, resolve_targets
+from loadtests.benchmark.targets import BENCHMARKED_ENDPOINTS, DEBIT_ENDPOINT, resolve_targets
 from ops_center.tests.live_server import PROJECT_DIR, LiveGunicorn, project_env
 from orgs.models import Membership
 from orgs.services import api_key_create
@@ -336,6 +338,40 @@ KEYS = [
     DemoKey("a2", "org_admin", 9, "key-a2"),
     DemoKey("s1", "staff", None, "key-s1"),
 ]
+
+
+@live
+def test_the_debit_benchmark_writes_each_request_once_spread_over_the_users(server, tmp_path, default_catalog):
+    # given: three funded users
+    users = [UserFactory() for _ in range(3)]
+    for user in users:
+        credits_purchase(user=user, credits=Decimal("10"))
+    keys = write_keys(tmp_path / "keys.csv", [(user, "user", "") for user in users])
+    output = tmp_path / "debits.json"
+
+    # when: 40 measured debits from 2 workers, after 3 warm-up debits each
+    result = benchmark(
+        server, keys, "--endpoint", "/api/v1/credits/usage", "--iterations", "40", "--concurrency", "2",
+        "--warmup", "3", "--output", output,
+    )  # fmt: skip
+
+    # then: every request was a debit of its own (a fresh Idempotency-Key each), by every user
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [figures] = json.loads(output.read_text())["endpoints"].values()
+    assert (figures["endpoint"], figures["successes"], figures["failures"]) == ("POST /api/v1/credits/usage", 40, 0)
+    assert figures["principals"] == sorted(user.username for user in users)
+    debits = CreditTransaction.objects.filter(user__in=users, transaction_type=CreditTransaction.Type.USAGE)
+    assert debits.count() == 46
+    assert debits.values("idempotency_key").distinct().count() == 46
+    assert set(debits.values_list("user_id", flat=True)) == {user.pk for user in users}
+    spent = Decimal("30") - sum(personal_balance_amount(user_id=user.pk) for user in users)
+    assert spent == Decimal("0.0046")
+
+
+def test_the_debit_is_benchmarked_only_when_named():
+    assert DEBIT_ENDPOINT not in [target.endpoint for target in resolve_targets(["all"], KEYS, "user")]
+    (target,) = resolve_targets(["/api/v1/credits/usage"], KEYS, "user")
+    assert (target.endpoint, target.endpoint.label) == (DEBIT_ENDPOINT, "POST /api/v1/credits/usage")
 
 
 def test_all_is_the_report_endpoints_each_called_by_its_role_with_real_org_ids():

@@ -60,7 +60,8 @@ class Command(BaseCommand):
             "--endpoint",
             action="append",
             metavar="all|PATH",
-            help="'all' (the default: the 7 benchmarked endpoints) or a path, e.g. /api/v1/credits/balance or "
+            help="'all' (the default: the 7 benchmarked reads) or a path, e.g. /api/v1/credits/balance, the debit "
+            "/api/v1/credits/usage (POSTs of 0.0001 credits, each with a fresh Idempotency-Key), or "
             "/api/v1/org-billing/organizations/{id}/subscription ({id} is filled from the principal's org). "
             "Repeat for several.",
         )
