@@ -120,6 +120,26 @@ def test_the_record_is_written_whole_in_one_statement(user_api, user, default_ca
     assert (record.status_code, orjson.loads(record.response_body)) == (201, response.json())
 
 
+@pytest.mark.postgresql_only("the personal debit is one CTE statement on PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_keyed_debit_is_the_debit_statement_and_the_record_and_nothing_else(user_api, user, default_catalog):
+    # given: a funded user whose principal and pricing rule are cached by an earlier debit
+    credits_purchase(user=user, credits=Decimal("5"))
+    body = {"service": "embedding", "units": 1, "credits": "0.0001"}
+    assert user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="warm").status_code == 201
+
+    with CaptureQueriesContext(connection) as queries:
+        response = user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="counted")
+
+    # then: one transaction holding the service's savepoint around the debit (the UPDATE, the ledger
+    # INSERT and the rollups in one WITH statement), then the idempotency record
+    assert response.status_code == 201
+    statements = [query["sql"] for query in queries.captured_queries]
+    steps = [sql.split()[0] for sql in statements]
+    assert steps == ["BEGIN", "SAVEPOINT", "WITH", "RELEASE", "INSERT", "COMMIT"], statements
+    assert IdempotencyRecord._meta.db_table in statements[4]
+
+
 class KeyHonouringGateway:
     """Like real processors: a repeated idempotency key gets the first charge back, not a new one."""
 
