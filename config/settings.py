@@ -111,14 +111,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
 
 
-def pool_safe(database: dict, pool_mode: str) -> dict:
+def pool_safe(database: dict, pool_mode: str, *, pooler_prepares: bool = False) -> dict:
     """Behind pgBouncer in transaction pooling, turn off what needs one server session across transactions:
-    server-side cursors (iterator() on PostgreSQL) and psycopg's prepared statements."""
+    server-side cursors (iterator() on PostgreSQL) and, unless the pooler tracks them itself
+    (``pooler_prepares``: pgBouncer 1.21 or later with max_prepared_statements set), psycopg's prepared
+    statements."""
     if pool_mode not in ("session", "transaction"):
         raise ImproperlyConfigured("DATABASE_POOL_MODE is 'session' (default) or 'transaction' (pgBouncer).")
     if pool_mode == "transaction" and database["ENGINE"] == "django.db.backends.postgresql":
         database["DISABLE_SERVER_SIDE_CURSORS"] = True
-        database.setdefault("OPTIONS", {})["prepare_threshold"] = None
+        if not pooler_prepares:
+            database.setdefault("OPTIONS", {})["prepare_threshold"] = None
     return database
 
 
@@ -141,7 +144,10 @@ def replica_database(url: str, primary: dict, *, connect_timeout: int) -> dict:
 
 # pgBouncer: DATABASE_POOL_MODE=transaction when connections go through a transaction-pooling pgBouncer.
 DATABASE_POOL_MODE = env.str("DATABASE_POOL_MODE", default="session")
-pool_safe(DATABASES["default"], DATABASE_POOL_MODE)
+# 1 when that pgBouncer is 1.21 or later with max_prepared_statements > 0: it keeps psycopg's
+# prepared statements per server connection, so they need not be turned off.
+DATABASE_POOL_PREPARED_STATEMENTS = env.bool("DATABASE_POOL_PREPARED_STATEMENTS", default=False)
+pool_safe(DATABASES["default"], DATABASE_POOL_MODE, pooler_prepares=DATABASE_POOL_PREPARED_STATEMENTS)
 # Read replicas (ops_center/replicas.py): each URL becomes the alias replica_1, replica_2, ...
 # Reads are sent there explicitly (replicas.read); balances and every write stay on "default".
 REPLICA_CONNECT_TIMEOUT = env.int("REPLICA_CONNECT_TIMEOUT", default=2)
@@ -151,7 +157,9 @@ DATABASE_REPLICAS = []
 for _number, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
     DATABASE_REPLICAS.append(f"replica_{_number}")
     DATABASES[f"replica_{_number}"] = pool_safe(
-        replica_database(_url, DATABASES["default"], connect_timeout=REPLICA_CONNECT_TIMEOUT), DATABASE_POOL_MODE
+        replica_database(_url, DATABASES["default"], connect_timeout=REPLICA_CONNECT_TIMEOUT),
+        DATABASE_POOL_MODE,
+        pooler_prepares=DATABASE_POOL_PREPARED_STATEMENTS,
     )
 if DATABASE_REPLICAS:
     # Writes and migrations go to the primary whatever instance or hint they come with.

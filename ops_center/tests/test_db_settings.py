@@ -73,6 +73,20 @@ def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statemen
         assert database["OPTIONS"]["prepare_threshold"] is None, alias
 
 
+def test_a_pgbouncer_that_tracks_prepared_statements_keeps_them_but_not_server_side_cursors():
+    loaded = settings_with(
+        DATABASE_URL="postgres://app@pgbouncer.internal:6432/billing",
+        DATABASE_REPLICA_URLS="postgres://app@pgbouncer-replica.internal:6432/billing",
+        DATABASE_POOL_MODE="transaction",
+        DATABASE_POOL_PREPARED_STATEMENTS="1",
+    )
+
+    for alias in ("default", "replica_1"):
+        database = loaded["databases"][alias]
+        assert database["DISABLE_SERVER_SIDE_CURSORS"] is True, alias
+        assert "prepare_threshold" not in database["OPTIONS"], alias  # psycopg's default: prepare after 5 runs
+
+
 def test_an_unknown_pool_mode_is_refused():
     with pytest.raises(subprocess.CalledProcessError) as refused:
         settings_with(DATABASE_POOL_MODE="statement")
