@@ -34,6 +34,7 @@ from billing.tests.factories import (
     PlanFactory,
     SubscriptionFactory,
 )
+from ops_center.tests.admin_support import admin_url
 from orgs.tests.factories import OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -68,10 +69,6 @@ ADMIN_ROWS = {
     CreditTransaction: lambda: CreditTransactionFactory(org=OrganizationFactory()),
     Invoice: lambda: InvoiceFactory(org=OrganizationFactory()),
 }
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def changelist_query_count(client, url: str) -> int:

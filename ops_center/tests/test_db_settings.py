@@ -18,6 +18,12 @@ SHOW = (
     "print(json.dumps({'databases': s.DATABASES, 'replicas': s.DATABASE_REPLICAS, "
     "'routers': getattr(s, 'DATABASE_ROUTERS', [])}, default=str))"
 )
+# A primary and a replica, each reached through a transaction-pooling pgBouncer.
+BEHIND_TRANSACTION_POOLING = {
+    "DATABASE_URL": "postgres://app@pgbouncer.internal:6432/billing",
+    "DATABASE_REPLICA_URLS": "postgres://app@pgbouncer-replica.internal:6432/billing",
+    "DATABASE_POOL_MODE": "transaction",
+}
 
 
 def settings_with(**environment) -> dict:
@@ -61,11 +67,7 @@ def test_each_replica_url_becomes_an_alias_with_the_primarys_options():
 
 
 def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statements_everywhere():
-    loaded = settings_with(
-        DATABASE_URL="postgres://app@pgbouncer.internal:6432/billing",
-        DATABASE_REPLICA_URLS="postgres://app@pgbouncer-replica.internal:6432/billing",
-        DATABASE_POOL_MODE="transaction",
-    )
+    loaded = settings_with(**BEHIND_TRANSACTION_POOLING)
 
     for alias in ("default", "replica_1"):
         database = loaded["databases"][alias]
@@ -74,12 +76,7 @@ def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statemen
 
 
 def test_a_pgbouncer_that_tracks_prepared_statements_keeps_them_but_not_server_side_cursors():
-    loaded = settings_with(
-        DATABASE_URL="postgres://app@pgbouncer.internal:6432/billing",
-        DATABASE_REPLICA_URLS="postgres://app@pgbouncer-replica.internal:6432/billing",
-        DATABASE_POOL_MODE="transaction",
-        DATABASE_POOL_PREPARED_STATEMENTS="1",
-    )
+    loaded = settings_with(**BEHIND_TRANSACTION_POOLING, DATABASE_POOL_PREPARED_STATEMENTS="1")
 
     for alias in ("default", "replica_1"):
         database = loaded["databases"][alias]

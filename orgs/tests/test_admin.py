@@ -6,9 +6,9 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 
 from ops_center.api.keys import hash_api_key
+from ops_center.tests.admin_support import admin_url
 from orgs.models import ApiKey, Membership, Organization, User
 from orgs.tests.factories import ApiKeyFactory, MembershipFactory, OrganizationFactory, UserFactory
 
@@ -23,10 +23,6 @@ ADMIN_ROWS = {
     Membership: MembershipFactory,
     ApiKey: ApiKeyFactory,
 }
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 def changelist_query_count(client, url: str) -> int:

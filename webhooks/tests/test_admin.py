@@ -3,17 +3,13 @@
 import pytest
 from django.apps import apps
 from django.contrib import admin
-from django.urls import reverse
 
+from ops_center.tests.admin_support import admin_url
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from webhooks.tests.factories import WebhookEndpointFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def admin_url(model, view: str, *args) -> str:
-    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 @pytest.fixture
@@ -28,11 +24,12 @@ def test_every_webhooks_model_is_registered_and_read_only(admin_client, delivery
 
     for model, row in rows.items():
         model_admin = admin.site._registry[model]
-        request = admin_client.get(admin_url(model, "changelist")).wsgi_request
+        changelist = admin_client.get(admin_url(model, "changelist"))
+        request = changelist.wsgi_request
         assert not model_admin.has_add_permission(request)
         assert not model_admin.has_change_permission(request, row)
         assert not model_admin.has_delete_permission(request, row)
-        assert admin_client.get(admin_url(model, "changelist")).status_code == 200
+        assert changelist.status_code == 200
         assert admin_client.get(admin_url(model, "change", row.pk)).context["original"] == row
 
 
