@@ -9,10 +9,11 @@ from billing.api import serializers
 from billing.models import CreditPackage
 from billing.selectors.credits import balance_key, cached_page_after, history_pages_key, usage_summary_key
 from ops_center.api.fast_reads import FastRead, FastReadMixin, any_text, exactly
-from ops_center.api.idempotency import run_idempotent
+from ops_center.api.fast_writes import FastWrite, FastWriteMixin
 from ops_center.api.pagination import DEFAULT_LIMIT
 from ops_center.api.responses import with_cache_header
 from ops_center.api.schema import IDEMPOTENCY_HEADER, error_responses
+from orgs.api.authentication import user_from_principal
 
 READ_ERRORS = error_responses(400, 401, 503)
 WRITE_ERRORS = error_responses(400, 401, 402, 403, 404, 413, 415, 422, 429, 503)
@@ -93,7 +94,26 @@ class PackagesView(APIView):
         return Response(list(packages))
 
 
-class PurchaseView(APIView):
+def _purchase(user, idempotency_key, data):
+    result = services.credits_purchase(
+        user=user, package_code=data.get("package"), credits=data.get("credits"), idempotency_key=idempotency_key
+    )
+    payload = {
+        "transaction": serializers.transaction_out(result.transaction),
+        "balance": result.balance,
+        "invoice_id": result.invoice.pk,
+    }
+    return 201, payload
+
+
+def _consume(user, idempotency_key, data):
+    result = services.credits_consume(user=user, idempotency_key=idempotency_key, **data)
+    return 201, {"transaction": serializers.transaction_out(result.transaction), "balance": result.balance}
+
+
+class PurchaseView(FastWriteMixin, APIView):
+    fast_write = FastWrite(input=serializers.PurchaseInput, write=_purchase, user_from_principal=user_from_principal)
+
     @extend_schema(
         operation_id="credits_purchase",
         summary="Buy a credit package or a custom number of credits",
@@ -102,27 +122,12 @@ class PurchaseView(APIView):
         responses={201: serializers.CreditsWriteOut, **WRITE_ERRORS},
     )
     def post(self, request):
-        body = serializers.PurchaseInput(data=request.data)
-        body.is_valid(raise_exception=True)
-
-        def purchase(idempotency_key):
-            result = services.credits_purchase(
-                user=request.user,
-                package_code=body.validated_data.get("package"),
-                credits=body.validated_data.get("credits"),
-                idempotency_key=idempotency_key,
-            )
-            payload = {
-                "transaction": serializers.transaction_out(result.transaction),
-                "balance": result.balance,
-                "invoice_id": result.invoice.pk,
-            }
-            return Response(payload, status=201)
-
-        return run_idempotent(request, purchase)
+        return self.write_the_ordinary_way(request)
 
 
-class UsageView(APIView):
+class UsageView(FastWriteMixin, APIView):
+    fast_write = FastWrite(input=serializers.UsageInput, write=_consume, user_from_principal=user_from_principal)
+
     @extend_schema(
         operation_id="credits_consume",
         summary="Meter usage: debit credits atomically, or answer 402 with the shortfall",
@@ -131,13 +136,4 @@ class UsageView(APIView):
         responses={201: serializers.CreditsWriteOut, **WRITE_ERRORS},
     )
     def post(self, request):
-        body = serializers.UsageInput(data=request.data)
-        body.is_valid(raise_exception=True)
-
-        def consume(idempotency_key):
-            result = services.credits_consume(user=request.user, idempotency_key=idempotency_key, **body.validated_data)
-            return Response(
-                {"transaction": serializers.transaction_out(result.transaction), "balance": result.balance}, status=201
-            )
-
-        return run_idempotent(request, consume)
+        return self.write_the_ordinary_way(request)

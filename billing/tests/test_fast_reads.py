@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import cache as django_cache
-from django_redis import get_redis_connection
 
 from billing.models import CreditTransaction
 from billing.selectors.credits import CACHED_PAGES
@@ -19,7 +18,7 @@ from billing.tests.factories import CreditPoolFactory, CreditTransactionFactory,
 from ops_center import cache
 from ops_center.api import fast_reads
 from ops_center.api.keys import hash_api_key
-from ops_center.tests.api_support import SchemaCheckedClient
+from ops_center.tests.api_support import SchemaCheckedClient, redis_calls
 from orgs.models import ApiKey
 from orgs.services import api_key_revoke
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -27,20 +26,6 @@ from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFac
 pytestmark = pytest.mark.django_db
 
 COMPARED_HEADERS = ("Content-Type", "Allow", "Vary", "X-Cache", "X-Content-Type-Options", "Referrer-Policy")
-
-
-def redis_calls(run) -> dict[str, int]:
-    """Run ``run`` and return the Redis commands it sent, by name (INFO commandstats of the real server)."""
-    redis = get_redis_connection("default")
-    cache.stats.flush()  # the once-a-second stats flush would otherwise land inside the window now and then
-    redis.config_resetstat()
-    run()
-    stats = redis.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): row["calls"]
-        for name, row in stats.items()
-        if not name.startswith(("cmdstat_info", "cmdstat_config"))
-    }
 
 
 def fast_and_ordinary(client: SchemaCheckedClient, path: str):

@@ -16,8 +16,10 @@ gunicorn process group that listens on the host's port), then the medians.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import urllib.request
 import uuid
@@ -26,7 +28,7 @@ from urllib.parse import urlsplit
 
 from billing.demo.keys_csv import read_keys_csv
 from loadtests.benchmark import server_cpu
-from loadtests.benchmark.floor_compare import parse_wrk
+from loadtests.benchmark.floor_compare import WRK_MISSING, parse_wrk
 
 SCRIPT = Path(__file__).resolve().parents[2] / "loadtests" / "wrk" / "usage.lua"
 MANY_ACCOUNTS = 200
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write every run and the medians here as JSON")
     args = parser.parse_args(argv)
 
+    if shutil.which("wrk") is None:
+        print(f"error: {WRK_MISSING}", file=sys.stderr)
+        return 2
     hosts = [args.host, *([args.against] if args.against else [])]
     funded = funded_keys(args.host, args.keys)
     runs: dict[str, list[dict]] = {f"{host} {shape}": [] for host in hosts for shape in ("many", "hot")}

@@ -48,6 +48,10 @@ def remember_key_owner(key_hash: str, user_id: int) -> None:
     _key_owners[key_hash] = user_id
 
 
+def key_owner(key_hash: str) -> int | None:
+    return _key_owners.get(key_hash)
+
+
 def forget_key_owners() -> None:
     _key_owners.clear()
 
@@ -119,7 +123,7 @@ def _parse_query(request: HttpRequest, accepted: Mapping[str, Callable[[str], An
     return parsed
 
 
-def _bearer_key(request: HttpRequest) -> str | None:
+def bearer_key(request: HttpRequest) -> str | None:
     scheme, _, raw_key = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() != "bearer" or not raw_key or " " in raw_key:
         return None
@@ -130,11 +134,11 @@ def serve(
     read: FastRead, request: HttpRequest, url_kwargs: UrlKwargs, headers: Mapping[str, str]
 ) -> HttpResponse | None:
     """The response for a cache hit, or None when the ordinary path must answer."""
-    raw_key = _bearer_key(request)
+    raw_key = bearer_key(request)
     if raw_key is None:
         return None
     key_hash = hash_api_key(raw_key)
-    user_id = _key_owners.get(key_hash)
+    user_id = key_owner(key_hash)
     if user_id is None:
         return None
     query = _parse_query(request, read.query)

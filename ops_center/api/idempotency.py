@@ -43,18 +43,23 @@ class InvalidIdempotencyKey(ApiError):
     default_detail = f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters."
 
 
+def is_valid_key(key: str) -> bool:
+    return 0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()
+
+
 def idempotency_key_of(request: Request) -> str | None:
     key = request.headers.get(HEADER)
     if key is None:
         return None
-    if not (0 < len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable()):
+    if not is_valid_key(key):
         raise InvalidIdempotencyKey()
     return key
 
 
-def fingerprint(request: Request) -> str:
-    canonical = orjson.dumps(request.data, default=json_default, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(request.path.encode() + b"\n" + canonical).hexdigest()
+def fingerprint(path: str, data: object) -> str:
+    """What "the same request" means for a key: its path and its parsed body, keys sorted."""
+    canonical = orjson.dumps(data, default=json_default, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(path.encode() + b"\n" + canonical).hexdigest()
 
 
 def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -> Response:
@@ -65,13 +70,13 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
     user_id = request.user.pk
     if user_id is None:
         raise NotAuthenticated()  # every view taking an Idempotency-Key requires a signed-in user first
-    request_fingerprint = fingerprint(request)
+    request_fingerprint = fingerprint(request.path, request.data)
     try:
         with transaction.atomic():
             response = handle(key)
-            if not _record(user_id, key, request.path, request_fingerprint, response):
-                raise _KeyTaken
-    except _KeyTaken:
+            if not record(user_id, key, request.path, request_fingerprint, response.status_code, response.data):
+                raise KeyTaken
+    except KeyTaken:
         taken = _stored(user_id, key)
         if taken is None:  # ON CONFLICT waited for the other request's commit, so its record is there
             raise RuntimeError("the Idempotency-Key's record is missing after a conflict") from None
@@ -84,7 +89,7 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
     return response
 
 
-class _KeyTaken(Exception):
+class KeyTaken(Exception):
     """Another request committed this key first: roll this one's write back, then replay."""
 
 
@@ -95,10 +100,11 @@ _RECORD = (
 )
 
 
-def _record(user_id: int, key: str, endpoint: str, request_fingerprint: str, response: Response) -> bool:
-    body = orjson.dumps(response.data, default=json_default).decode()
+def record(user_id: int, key: str, endpoint: str, request_fingerprint: str, status_code: int, data: object) -> bool:
+    """Store the response under (user, key) in the current transaction; False when the key is taken."""
+    body = orjson.dumps(data, default=json_default).decode()
     with connection.cursor() as cursor:
-        cursor.execute(_RECORD, [user_id, key, endpoint, request_fingerprint, response.status_code, body])
+        cursor.execute(_RECORD, [user_id, key, endpoint, request_fingerprint, status_code, body])
         return cursor.fetchone() is not None
 
 

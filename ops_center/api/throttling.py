@@ -19,6 +19,8 @@ from rest_framework.throttling import SimpleRateThrottle
 from ops_center.cache import breaker
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Set on a request whose write the fast path (ops_center/api/fast_writes.py) already counted.
+COUNTED_ATTRIBUTE = "counted_write"
 
 
 class WriteRateThrottle(SimpleRateThrottle):
@@ -30,13 +32,29 @@ class WriteRateThrottle(SimpleRateThrottle):
     duration: int
 
     def get_cache_key(self, request, view):
-        return f"throttle:{self.scope}:{request.user.pk}"
+        return self._key(request.user.pk)
+
+    def _key(self, user_id: int) -> str:
+        return f"throttle:{self.scope}:{user_id}"
 
     def allow_request(self, request, view):
         if request.method in SAFE_METHODS or self.rate is None or not request.user.is_authenticated:
             return True
+        counted = getattr(request, COUNTED_ATTRIBUTE, None)
+        if counted is not None:  # the fast write path counted this attempt before it fell through
+            allowed, self._wait = counted
+            return allowed
+        return self.allow_user(request.user.pk)
+
+    def count_for_fast_path(self, request, user_id: int) -> bool:
+        """Count one write by ``user_id``; remember the verdict on the request for the ordinary path."""
+        allowed = self.rate is None or self.allow_user(user_id)
+        setattr(request, COUNTED_ATTRIBUTE, (allowed, self.wait()))
+        return allowed
+
+    def allow_user(self, user_id: int) -> bool:
         window, into_window = divmod(time.time(), self.duration)
-        key = self.get_cache_key(request, view)
+        key = self._key(user_id)
         # Fails open when Redis is down: an outage must not turn into refused writes.
         window = int(window)
         counts = breaker.call(lambda: _count(f"{key}:{window}", f"{key}:{window - 1}", self.duration), fallback=None)

@@ -3,8 +3,10 @@
 import json
 
 from django.urls import Resolver404, resolve
+from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
+from ops_center import cache
 from ops_center.tests.openapi import assert_matches_schema
 from orgs.services import api_key_create
 
@@ -58,3 +60,17 @@ def assert_error(response, status: int, code: str) -> dict:
     assert isinstance(error["details"], dict)
     assert error["code"] == code, error
     return error
+
+
+def redis_calls(run) -> dict[str, int]:
+    """Run ``run`` and return the Redis commands it sent, by name (INFO commandstats of the real server)."""
+    redis = get_redis_connection("default")
+    cache.stats.flush()  # the once-a-second stats flush would otherwise land inside the window now and then
+    redis.config_resetstat()
+    run()
+    stats = redis.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): row["calls"]
+        for name, row in stats.items()
+        if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }

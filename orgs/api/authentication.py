@@ -38,7 +38,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             principal = self._load_principal(key_hash)
             cache.set_value(PRINCIPAL_NAMESPACE, principal_part(key_hash), value=principal)
         fast_reads.remember_key_owner(key_hash, principal["user_id"])
-        return self._user_from(principal), principal["key_id"]
+        return user_from_principal(principal), principal["key_id"]
 
     def _load_principal(self, key_hash: str) -> dict:
         api_key = (
@@ -59,17 +59,17 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             "tier": user.tier,
         }
 
-    @staticmethod
-    def _user_from(principal: dict):
-        # An in-memory user built from the cache; it is never saved.
-        return User(
-            pk=principal["user_id"],
-            username=principal["username"],
-            is_staff=principal["is_staff"],
-            is_superuser=principal["is_superuser"],
-            is_active=True,
-            tier=principal["tier"],
-        )
+
+def user_from_principal(principal: dict) -> User:
+    """An in-memory user built from the cached principal; it is never saved."""
+    return User(
+        pk=principal["user_id"],
+        username=principal["username"],
+        is_staff=principal["is_staff"],
+        is_superuser=principal["is_superuser"],
+        is_active=True,
+        tier=principal["tier"],
+    )
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):

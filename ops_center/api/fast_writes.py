@@ -1,0 +1,170 @@
+"""Idempotent POSTs on their happy path, before DRF.
+
+A metering client's debit is the hottest write. On the ordinary path it pays
+for DRF's request wrapping, content negotiation, authentication, permission and
+throttle classes, the strict parser and the response rendering around one
+service call. Here, a view that declares a ``FastWrite`` takes a well-formed
+request the short way: the caller's principal from Redis (as ``fast_reads``
+does), the write throttle, the view's own input serializer, the service and the
+idempotency record in one transaction, and an orjson body.
+
+It is only ever a shortcut to the same answer. It answers a success, and a
+service's refusal (402 and the rest) of a request without an Idempotency-Key,
+in the error shape the exception handler gives. Everything else is left to the
+ordinary path: another auth scheme or an unknown key, a body that is not a flat
+JSON object of strings and integers, invalid input, a throttled caller, a keyed
+request refused or whose key is already taken (a stored response may be the
+answer). Falling through after the write was attempted is safe because that
+attempt rolled back; the ordinary path then runs it afresh, replays the stored
+response, or gives the error, exactly as before. A throttled attempt is counted
+once: the verdict rides on the request (``throttling.COUNTED_ATTRIBUTE``).
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from ops_center import cache
+from ops_center.api import idempotency
+from ops_center.api.errors import REFUSAL_STATUS, error_body
+from ops_center.api.fast_reads import bearer_key, key_owner
+from ops_center.api.keys import PRINCIPAL_NAMESPACE, hash_api_key, principal_part
+from ops_center.api.renderers import json_default
+from ops_center.api.throttling import WriteRateThrottle
+from ops_center.errors import ApplicationError
+
+_INT64 = range(-(2**63), 2**63)
+_JSON_TYPES = ("application/json", "application/json; charset=utf-8")
+_ACCEPTED = ("", "*/*", "application/json")
+
+# (the caller, Idempotency-Key or None, validated input) -> (status code, response body)
+Write = Callable[[Any, str | None, dict], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class FastWrite:
+    """How one view writes: its input serializer, the write, and the caller built from a cached principal.
+
+    ``write`` must be transactional and free of HTTP: both paths run it, the
+    ordinary one with the user DRF authenticated.
+    """
+
+    input: type
+    write: Write
+    user_from_principal: Callable[[dict], Any]
+
+
+def _flat_body(request: HttpRequest) -> dict | None:
+    """The body as the strict parser would give it, when it is a flat object of strings and integers."""
+    if request.META.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES:
+        return None
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= settings.API_MAX_BODY_BYTES:
+        return None
+    try:
+        data = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return None
+    # A float, a bool, null or a nested value is the strict parser's to judge (it makes Decimals).
+    if not isinstance(data, dict) or not all(
+        type(value) is str or (type(value) is int and value in _INT64) for value in data.values()
+    ):
+        return None
+    return data
+
+
+def _idempotency_key(request: HttpRequest) -> tuple[bool, str | None]:
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return True, None
+    return idempotency.is_valid_key(key), key
+
+
+def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str]) -> HttpResponse | None:
+    """The response of a write that succeeded, or None when the ordinary path must answer."""
+    raw_key = bearer_key(request)
+    if raw_key is None or request.META.get("HTTP_ACCEPT", "") not in _ACCEPTED:
+        return None
+    key_hash = hash_api_key(raw_key)
+    user_id = key_owner(key_hash)
+    if user_id is None:
+        return None
+    valid_key, idempotency_key = _idempotency_key(request)
+    data = _flat_body(request) if valid_key else None
+    if data is None:
+        return None
+    entries = cache.get_entries([(PRINCIPAL_NAMESPACE, principal_part(key_hash))])
+    if entries is None:
+        return None
+    principal = entries[0][1]
+    if principal.get("user_id") != user_id:
+        return None
+    if not WriteRateThrottle().count_for_fast_path(request, user_id):
+        return None
+    body = fast_write.input(data=data)
+    if not body.is_valid():
+        return None
+    try:
+        with transaction.atomic():
+            user = fast_write.user_from_principal(principal)
+            status, payload = fast_write.write(user, idempotency_key, body.validated_data)
+            if idempotency_key is not None:
+                request_fingerprint = idempotency.fingerprint(request.path, data)
+                if not idempotency.record(user_id, idempotency_key, request.path, request_fingerprint, status, payload):
+                    raise idempotency.KeyTaken
+    except ApplicationError as refusal:
+        if idempotency_key is not None:
+            return None  # a response stored under the key may be the answer: run_idempotent looks
+        status, payload = REFUSAL_STATUS[refusal.refusal], error_body(refusal.code, refusal.message, refusal.details)
+    except (IntegrityError, idempotency.KeyTaken):
+        return None
+    cache.record_hits([PRINCIPAL_NAMESPACE])
+    response = HttpResponse(
+        orjson.dumps(payload, default=json_default, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView as _ViewBase
+else:
+    _ViewBase = object
+
+
+class FastWriteMixin(_ViewBase):
+    """For an APIView: try ``fast_write`` on a POST before DRF's dispatch, and run it the ordinary way after."""
+
+    fast_write: FastWrite
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method == "POST":
+            response = serve(self.fast_write, request, self.default_response_headers)
+            if response is not None:
+                return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def write_the_ordinary_way(self, request) -> HttpResponseBase:
+        """The view's ``post``: the same input serializer and write, through DRF and ``run_idempotent``."""
+        from rest_framework.response import Response
+
+        body = self.fast_write.input(data=request.data)
+        body.is_valid(raise_exception=True)
+
+        def write(idempotency_key: str | None) -> Response:
+            status, payload = self.fast_write.write(request.user, idempotency_key, body.validated_data)
+            return Response(payload, status=status)
+
+        return idempotency.run_idempotent(request, write)
