@@ -10,6 +10,7 @@ Concurrency rules:
   before/after values the UPDATE returned.
 """
 
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -90,14 +91,6 @@ def credits_purchase(
         price_minor, currency = selectors.custom_credits_price(credits=credits)
         label = f"{credits.normalize():f} credit{'' if credits == 1 else 's'}"
 
-    invoice = Invoice.objects.create(
-        source=Invoice.Source.CREDIT_PURCHASE,
-        user=user,
-        amount_minor=price_minor,
-        currency=currency,
-        credits=credits,
-        status=Invoice.Status.OPEN,
-    )
     credited = _apply_to_account(user_id=user.pk, delta=credits)
     if credited is None:  # only a debit can fall short; a credit creates the account if need be
         raise RuntimeError(f"crediting user {user.pk} changed no balance")
@@ -105,10 +98,20 @@ def credits_purchase(
     # Charged inside the transaction: a decline raises and rolls back everything
     # above. With the client's Idempotency-Key the gateway's key survives a
     # rollback, so a retried request is never charged twice; without one, each
-    # request is new. The ledger row follows, so it is written once, complete.
-    gateway_key = f"purchase-{user.pk}-{idempotency_key}" if idempotency_key else f"invoice-{invoice.pk}"
+    # request is new. The invoice and the ledger row follow, so each is written
+    # once, complete: an invoice is only ever stored paid.
+    gateway_key = f"purchase-{user.pk}-{idempotency_key or uuid.uuid4().hex}"
     charge = get_gateway().charge(
         amount_minor=price_minor, currency=currency, description=label, idempotency_key=gateway_key
+    )
+    invoice = Invoice.objects.create(
+        source=Invoice.Source.CREDIT_PURCHASE,
+        user=user,
+        amount_minor=price_minor,
+        currency=currency,
+        credits=credits,
+        status=Invoice.Status.PAID,
+        paid_at=timezone.now(),
     )
     ledger_row = write_ledger(
         user_id=user.pk,
@@ -126,8 +129,6 @@ def credits_purchase(
         },
         idempotency_key=idempotency_key,
     )
-    invoice.status, invoice.paid_at = Invoice.Status.PAID, timezone.now()
-    invoice.save(update_fields=["status", "paid_at"])
     rollups.revenue_recorded(
         day=invoice.paid_at.date(),
         currency=currency,

@@ -3,12 +3,15 @@
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from billing.api.serializers import TransactionOut
 from billing.models import CreditAccount, CreditTransaction, Invoice, UsageDaily
 from billing.selectors.credits import TRANSACTION_COLUMNS
 from billing.services import credits_adjust, credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory
+from ops_center.tests.api_support import assert_error
 from orgs.tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +223,30 @@ def test_a_custom_purchase_is_described_in_plain_words(user_api, credits, descri
 
 def test_a_written_ledger_row_is_shown_with_the_columns_history_selects():
     assert list(TransactionOut().fields) == list(TRANSACTION_COLUMNS)
+
+
+def test_a_purchase_writes_its_invoice_once_and_paid(user):
+    table = Invoice._meta.db_table
+
+    with CaptureQueriesContext(connection) as queries:
+        result = credits_purchase(user=user, credits=Decimal("3"))
+
+    assert [query["sql"].split()[0] for query in queries.captured_queries if table in query["sql"]] == ["INSERT"]
+    invoice = Invoice.objects.get(pk=result.invoice.pk)
+    assert (invoice.status, invoice.credits, invoice.user_id) == (Invoice.Status.PAID, Decimal("3"), user.pk)
+    assert invoice.paid_at is not None
+    assert result.transaction.metadata["invoice_id"] == invoice.pk
+
+
+def test_a_declined_purchase_leaves_no_invoice_and_no_credits(user_api, user, settings):
+    settings.PAYMENT_GATEWAY = "billing.tests.test_billing_cycles.DecliningGateway"
+
+    # the first by the ordinary path, the second by the fast one (the key is known by then)
+    answers = [user_api.post("/api/v1/credits/purchases", {"credits": "3"}, format="json") for _ in range(2)]
+
+    for answer in answers:
+        assert_error(answer, 402, "payment_declined")
+    assert answers[0].content == answers[1].content
+    assert not Invoice.objects.filter(user=user).exists()
+    assert not CreditTransaction.objects.filter(user=user).exists()
+    assert not CreditAccount.objects.filter(user=user, balance__gt=0).exists()

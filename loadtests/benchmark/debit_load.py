@@ -113,8 +113,8 @@ def describe(figures: dict) -> str:
     cpu = figures["server_cpu_ms_per_request"]
     errors = figures["non_2xx"] + figures["socket_errors"]
     return (
-        f"{figures['rps']:>7.1f} debits/s  p50 {figures['p50_ms']} ms  p99 {figures['p99_ms']} ms  "
-        f"server CPU {f'{cpu:.2f}' if cpu is not None else 'n/a'} ms/debit  errors {errors}"
+        f"{figures['rps']:>7.1f} debits/s  p50 {figures['p50_ms']:.1f} ms  p99 {figures['p99_ms']:.1f} ms  "
+        f"server CPU {f'{cpu:.2f}' if cpu is not None else 'n/a'} ms/debit  errors {errors:g}"
     )
 
 
