@@ -104,6 +104,7 @@ def credits_purchase(
     charge = get_gateway().charge(
         amount_minor=price_minor, currency=currency, description=label, idempotency_key=gateway_key
     )
+    paid_at = timezone.now()
     invoice = Invoice.objects.create(
         source=Invoice.Source.CREDIT_PURCHASE,
         user=user,
@@ -111,7 +112,7 @@ def credits_purchase(
         currency=currency,
         credits=credits,
         status=Invoice.Status.PAID,
-        paid_at=timezone.now(),
+        paid_at=paid_at,
     )
     ledger_row = write_ledger(
         user_id=user.pk,
@@ -130,7 +131,7 @@ def credits_purchase(
         idempotency_key=idempotency_key,
     )
     rollups.revenue_recorded(
-        day=invoice.paid_at.date(),
+        day=paid_at.date(),
         currency=currency,
         source=Invoice.Source.CREDIT_PURCHASE,
         amount_minor=price_minor,
