@@ -159,23 +159,31 @@ def serve(
     if body is None:
         return None
     cache.record_hits(namespace for namespace, *_ in wanted)
-    response = HttpResponse(
-        orjson.dumps(body, default=json_default, option=orjson.OPT_NON_STR_KEYS), content_type="application/json"
-    )
-    for name, value in headers.items():
-        response[name] = value
+    response = json_response(body, headers)
     response["X-Cache"] = "HIT"
     return response
 
 
+def json_response(body: Any, headers: Mapping[str, str], status: int = 200) -> HttpResponse:
+    """What DRF's response with the orjson renderer would be, and the view's default headers."""
+    response = HttpResponse(
+        orjson.dumps(body, default=json_default, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
 if TYPE_CHECKING:
-    from rest_framework.views import APIView as _ViewBase
+    from rest_framework.views import APIView as ViewBase
 else:
     # Not imported at run time: DRF's settings import the authentication classes, which import this module.
-    _ViewBase = object
+    ViewBase = object
 
 
-class FastReadMixin(_ViewBase):
+class FastReadMixin(ViewBase):
     """For an APIView: try ``fast_read`` on a GET before DRF's dispatch."""
 
     fast_read: FastRead

@@ -22,20 +22,20 @@ once: the verdict rides on the request (``throttling.COUNTED_ATTRIBUTE``).
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from rest_framework.response import Response
 
 from ops_center import cache
 from ops_center.api import idempotency
 from ops_center.api.errors import REFUSAL_STATUS, error_body
-from ops_center.api.fast_reads import bearer_key, key_owner
+from ops_center.api.fast_reads import ViewBase, bearer_key, json_response, key_owner
 from ops_center.api.keys import PRINCIPAL_NAMESPACE, hash_api_key, principal_part
-from ops_center.api.renderers import json_default
 from ops_center.api.throttling import WriteRateThrottle
 from ops_center.errors import ApplicationError
 
@@ -128,23 +128,10 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
     except (IntegrityError, idempotency.KeyTaken):
         return None
     cache.record_hits([PRINCIPAL_NAMESPACE])
-    response = HttpResponse(
-        orjson.dumps(payload, default=json_default, option=orjson.OPT_NON_STR_KEYS),
-        status=status,
-        content_type="application/json",
-    )
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return json_response(payload, headers, status)
 
 
-if TYPE_CHECKING:
-    from rest_framework.views import APIView as _ViewBase
-else:
-    _ViewBase = object
-
-
-class FastWriteMixin(_ViewBase):
+class FastWriteMixin(ViewBase):
     """For an APIView: try ``fast_write`` on a POST before DRF's dispatch, and run it the ordinary way after."""
 
     fast_write: FastWrite
@@ -158,8 +145,6 @@ class FastWriteMixin(_ViewBase):
 
     def write_the_ordinary_way(self, request) -> HttpResponseBase:
         """The view's ``post``: the same input serializer and write, through DRF and ``run_idempotent``."""
-        from rest_framework.response import Response
-
         body = self.fast_write.input(data=request.data)
         body.is_valid(raise_exception=True)
 
