@@ -8,9 +8,11 @@ import pytest
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "gunicorn.py"
 
 
-def sizing(monkeypatch, **environment) -> tuple[int, int]:
+def sizing(monkeypatch, tmp_path, **environment) -> tuple[int, int]:
     for name in ("REDIS_URL", "WEB_CONCURRENCY", "GUNICORN_THREADS"):
         monkeypatch.delenv(name, raising=False)
+    # Given, so that the config neither makes a metrics directory nor leaves it in this process's environment.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr("multiprocessing.cpu_count", lambda: 2)
@@ -18,15 +20,17 @@ def sizing(monkeypatch, **environment) -> tuple[int, int]:
     return config["workers"], config["threads"]
 
 
-def test_with_redis_every_core_serves_with_two_threads_a_process(monkeypatch):
-    assert sizing(monkeypatch, REDIS_URL="redis://127.0.0.1:6379/0") == (5, 2)
+def test_with_redis_every_core_serves_with_two_threads_a_process(monkeypatch, tmp_path):
+    assert sizing(monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0") == (5, 2)
 
 
-def test_without_redis_one_process_holds_the_only_cache(monkeypatch):
-    assert sizing(monkeypatch) == (1, 8)
+def test_without_redis_one_process_holds_the_only_cache(monkeypatch, tmp_path):
+    assert sizing(monkeypatch, tmp_path) == (1, 8)
 
 
 @pytest.mark.parametrize(("workers", "threads"), [("3", "4"), ("9", "1")])
-def test_the_environment_overrides_both(monkeypatch, workers, threads):
-    sized = sizing(monkeypatch, REDIS_URL="redis://127.0.0.1:6379/0", WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads)
+def test_the_environment_overrides_both(monkeypatch, tmp_path, workers, threads):
+    sized = sizing(
+        monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0", WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads
+    )
     assert sized == (int(workers), int(threads))
