@@ -43,6 +43,13 @@ def assert_principal_read_fast_then_ordinary(fast_calls: dict[str, int], ordinar
     assert rest == {name: count for name, count in ordinary_calls.items() if name not in ("get", "mget")}
 
 
+def client_with(raw_key: str) -> SchemaCheckedClient:
+    """A client of its own for each thread, sending the same API key."""
+    client = SchemaCheckedClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
 def balance_of(user) -> Decimal:
     return CreditAccount.objects.get(user=user).balance
 
@@ -175,9 +182,7 @@ def test_one_key_from_eight_threads_debits_once(default_catalog, known_key, fund
     raw_key = known_key.raw_key
 
     def send(_index):
-        client = SchemaCheckedClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-        response = post(client, USAGE, DEBIT, HTTP_IDEMPOTENCY_KEY="raced")
+        response = post(client_with(raw_key), USAGE, DEBIT, HTTP_IDEMPOTENCY_KEY="raced")
         return response.status_code, response.json()
 
     answers = run_in_threads(8, send)
@@ -195,9 +200,7 @@ def test_eight_threads_never_spend_more_than_the_balance(user_api, user, default
     raw_key = user_api.raw_key
 
     def send(index):
-        client = SchemaCheckedClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-        return post(client, USAGE, DEBIT, HTTP_IDEMPOTENCY_KEY=f"spend-{index}").status_code
+        return post(client_with(raw_key), USAGE, DEBIT, HTTP_IDEMPOTENCY_KEY=f"spend-{index}").status_code
 
     answers = sorted(run_in_threads(8, send))
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.response import Response
@@ -82,13 +82,6 @@ def _flat_body(request: HttpRequest) -> dict | None:
     return data
 
 
-def _idempotency_key(request: HttpRequest) -> tuple[bool, str | None]:
-    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
-    if key is None:
-        return True, None
-    return idempotency.is_valid_key(key), key
-
-
 def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str]) -> HttpResponse | None:
     """The response of a write that succeeded, or None when the ordinary path must answer."""
     raw_key = bearer_key(request)
@@ -98,8 +91,10 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
     user_id = key_owner(key_hash)
     if user_id is None:
         return None
-    valid_key, idempotency_key = _idempotency_key(request)
-    data = _flat_body(request) if valid_key else None
+    idempotency_key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+    if idempotency_key is not None and not idempotency.is_valid_key(idempotency_key):
+        return None
+    data = _flat_body(request)
     if data is None:
         return None
     entries = cache.get_entries([(PRINCIPAL_NAMESPACE, principal_part(key_hash))])
@@ -113,14 +108,19 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
     body = fast_write.input(data=data)
     if not body.is_valid():
         return None
+    user = fast_write.user_from_principal(principal)
+
+    def write() -> tuple[int, Any]:
+        return fast_write.write(user, idempotency_key, body.validated_data)
+
     try:
-        with transaction.atomic():
-            user = fast_write.user_from_principal(principal)
-            status, payload = fast_write.write(user, idempotency_key, body.validated_data)
-            if idempotency_key is not None:
-                request_fingerprint = idempotency.fingerprint(request.path, data)
-                if not idempotency.record(user_id, idempotency_key, request.path, request_fingerprint, status, payload):
-                    raise idempotency.KeyTaken
+        if idempotency_key is None:
+            status, payload = write()
+        else:
+            request_fingerprint = idempotency.fingerprint(request.path, data)
+            status, payload = idempotency.write_once(
+                user_id, idempotency_key, request.path, request_fingerprint, write, answer_of=lambda answer: answer
+            )
     except ApplicationError as refusal:
         if idempotency_key is not None:
             return None  # a response stored under the key may be the answer: run_idempotent looks

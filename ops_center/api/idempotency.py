@@ -22,6 +22,7 @@ the key itself (the payment gateway is charged with a key derived from it).
 
 import hashlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import orjson
 from django.db import IntegrityError, connection, transaction
@@ -35,6 +36,7 @@ from ops_center.errors import ApplicationError
 from ops_center.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+T = TypeVar("T")
 MAX_KEY_LENGTH = 128
 
 
@@ -72,10 +74,14 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
         raise NotAuthenticated()  # every view taking an Idempotency-Key requires a signed-in user first
     request_fingerprint = fingerprint(request.path, request.data)
     try:
-        with transaction.atomic():
-            response = handle(key)
-            if not record(user_id, key, request.path, request_fingerprint, response.status_code, response.data):
-                raise KeyTaken
+        response = write_once(
+            user_id,
+            key,
+            request.path,
+            request_fingerprint,
+            lambda: handle(key),
+            answer_of=lambda response: (response.status_code, response.data),
+        )
     except KeyTaken:
         taken = _stored(user_id, key)
         if taken is None:  # ON CONFLICT waited for the other request's commit, so its record is there
@@ -87,6 +93,26 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
             raise
         return _replay(stored, request_fingerprint)
     return response
+
+
+def write_once(
+    user_id: int,
+    key: str,
+    endpoint: str,
+    request_fingerprint: str,
+    write: Callable[[], T],
+    *,
+    answer_of: Callable[[T], tuple[int, object]],
+) -> T:
+    """Run ``write`` and record its answer (status, body) under (user, key) in one transaction.
+
+    Raises KeyTaken, with the write rolled back, when another request committed the key first.
+    """
+    with transaction.atomic():
+        result = write()
+        if not record(user_id, key, endpoint, request_fingerprint, *answer_of(result)):
+            raise KeyTaken
+    return result
 
 
 class KeyTaken(Exception):
