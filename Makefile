@@ -63,7 +63,7 @@ SQLITE_PASS := billing/tests/test_credits_api.py billing/tests/test_decimal_answ
 	billing/tests/test_races.py billing/tests/test_org_races.py billing/tests/test_adjustments.py \
 	billing/tests/test_billing_cycles.py analytics/tests/test_analytics.py ops_center/tests/test_cache.py \
 	ops_center/tests/test_cache_endpoints.py ops_center/tests/test_api_errors.py ops_center/tests/test_pagination.py \
-	ops_center/tests/test_api_auth.py billing/tests/test_fast_reads.py billing/tests/test_fast_writes.py webhooks/tests/test_events.py \
+	ops_center/tests/test_api_auth.py billing/tests/test_fast_reads.py billing/tests/test_fast_writes.py billing/tests/test_debit_transactions.py webhooks/tests/test_events.py \
 	webhooks/tests/test_api.py webhooks/tests/test_targets.py webhooks/tests/test_delivery.py
 
 test-sqlite: $(DEV_STAMP)

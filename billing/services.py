@@ -150,7 +150,6 @@ def credits_purchase(
     return PurchaseResult(transaction=ledger_row, balance=after, invoice=invoice)
 
 
-@transaction.atomic
 def credits_consume(
     *,
     user: User,
@@ -175,23 +174,45 @@ def credits_consume(
         "idempotency_key": idempotency_key,
     }
     if org_id is None:
-        debited = debit_personal_balance(user_id=user.pk, cost=cost, service=service, units=units, **ledger_fields)
-        if debited is None:
-            raise _shortfall(cost, selectors.personal_balance_amount(user_id=user.pk))
-        ledger_row, after, threshold = debited
-        alerts.balance_moved(
-            user_id=user.pk,
-            before=after + cost,
-            after=after,
-            threshold=threshold,
-            transaction_id=ledger_row.id,
-            amount=-cost,
-        )
-        return CreditsResult(transaction=ledger_row, balance=after)
+        return _consume_personal(user_id=user.pk, cost=cost, service=service, units=units, ledger_fields=ledger_fields)
+    return _consume_from_allocation(
+        user_id=user.pk, org_id=org_id, cost=cost, service=service, units=units, ledger_fields=ledger_fields
+    )
 
-    before, after, pool = _draw_from_allocation(user_id=user.pk, org_id=org_id, cost=cost)
+
+def _consume_personal(*, user_id: int, cost: Decimal, service: str, units: int, ledger_fields: dict) -> CreditsResult:
+    """The personal debit, without a savepoint of its own: two round trips fewer inside a caller's
+    transaction (the API's idempotency record, for one).
+
+    A savepoint would only let a caller go on after a failure in here. A shortfall
+    writes nothing and is raised after the block, so the caller's transaction stays
+    usable; any other error leaves it marked for rollback, so half a debit can
+    never commit.
+    """
+    with transaction.atomic(savepoint=False):
+        debited = debit_personal_balance(user_id=user_id, cost=cost, service=service, units=units, **ledger_fields)
+        if debited is not None:
+            ledger_row, after, threshold = debited
+            alerts.balance_moved(
+                user_id=user_id,
+                before=after + cost,
+                after=after,
+                threshold=threshold,
+                transaction_id=ledger_row.id,
+                amount=-cost,
+            )
+    if debited is None:
+        raise _shortfall(cost, selectors.personal_balance_amount(user_id=user_id))
+    return CreditsResult(transaction=ledger_row, balance=after)
+
+
+@transaction.atomic
+def _consume_from_allocation(
+    *, user_id: int, org_id: int, cost: Decimal, service: str, units: int, ledger_fields: dict
+) -> CreditsResult:
+    before, after, pool = _draw_from_allocation(user_id=user_id, org_id=org_id, cost=cost)
     ledger_row = write_ledger(
-        user_id=user.pk,
+        user_id=user_id,
         org_id=org_id,
         transaction_type=CreditTransaction.Type.USAGE,
         amount=-cost,
@@ -200,11 +221,11 @@ def credits_consume(
         **ledger_fields,
     )
     rollups.usage_recorded(
-        user_id=user.pk, org_id=org_id, day=ledger_row.created_at.date(), service=service, credits=cost, units=units
+        user_id=user_id, org_id=org_id, day=ledger_row.created_at.date(), service=service, credits=cost, units=units
     )
     pool_after, low_pool_threshold, low_allocation_threshold = pool
     alerts.org_usage_moved(
-        user_id=user.pk,
+        user_id=user_id,
         org_id=org_id,
         cost=cost,
         allocation_after=after,

@@ -34,8 +34,11 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from django.conf import settings
@@ -108,13 +111,40 @@ def get_entries(wanted: Iterable[tuple]) -> list[tuple[float, Any]] | None:
     None when any key is missing or Redis does not answer. Counts nothing: the
     caller counts what it serves (``record_hits``).
     """
+    wanted = list(wanted)
+    return entries_in(fetch(wanted), wanted)
+
+
+def fetch(specs: Iterable[tuple]) -> Mapping[str, Any] | None:
+    """Keys and their refill markers in one round trip (MGET): what was found, by key; None when Redis
+    does not answer. Hand it to ``entries_in``, and to ``reading_ahead`` for the keys a later
+    ``get_or_set`` will want."""
+    keys = [make_key(*spec) for spec in specs]
+    return breaker.call(lambda: django_cache.get_many(keys + [refilled_marker(key) for key in keys]), fallback=None)
+
+
+def entries_in(found: Mapping[str, Any] | None, wanted: Iterable[tuple]) -> list[tuple[float, Any]] | None:
+    """``wanted``'s entries from what ``fetch`` found, in order; None when any is missing."""
     keys = [make_key(*spec) for spec in wanted]
-    markers = [refilled_marker(key) for key in keys]
-    found = breaker.call(lambda: django_cache.get_many(keys + markers), fallback=None)
     if not found or any(key not in found for key in keys):
         return None
-    _note_read([marker for marker in markers if marker in found])
+    _note_read([marker for key in keys if (marker := refilled_marker(key)) in found])
     return [found[key] for key in keys]
+
+
+# What a ``fetch`` found, offered to this request's ``get_or_set`` calls instead of a round trip of their own.
+_read_ahead: ContextVar[Mapping[str, Any]] = ContextVar("cache_read_ahead", default=MappingProxyType({}))
+
+
+@contextmanager
+def reading_ahead(found: Mapping[str, Any]) -> Iterator[None]:
+    """Inside, ``get_or_set`` of a key that ``found`` holds takes it from there (a fast write's pricing
+    rule, fetched with the caller's principal). A key ``found`` lacks is read from Redis as usual."""
+    token = _read_ahead.set(found)
+    try:
+        yield
+    finally:
+        _read_ahead.reset(token)
 
 
 def refilled_marker(key: str) -> str:
@@ -148,7 +178,9 @@ def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int
     key = make_key(namespace, *parts)
     ttl = ttl if ttl is not None else ttl_for(namespace)
     marker = refilled_marker(key)
-    found = breaker.call(lambda: django_cache.get_many([key, marker]), fallback={})
+    found = _read_ahead.get()
+    if key not in found:
+        found = breaker.call(lambda: django_cache.get_many([key, marker]), fallback={})
     entry = found.get(key, _MISSING)
     if marker in found:
         _note_read([marker])

@@ -125,8 +125,18 @@ class PurchaseView(FastWriteMixin, APIView):
         return self.write_the_ordinary_way(request)
 
 
+def _pricing_rule_of(body: dict) -> list[tuple]:
+    service = body.get("service")
+    return [selectors.pricing_rule_key(service=service)] if isinstance(service, str) else []
+
+
 class UsageView(FastWriteMixin, APIView):
-    fast_write = FastWrite(input=serializers.UsageInput, write=_consume, user_from_principal=user_from_principal)
+    fast_write = FastWrite(
+        input=serializers.UsageInput,
+        write=_consume,
+        user_from_principal=user_from_principal,
+        read_ahead=_pricing_rule_of,
+    )
 
     @extend_schema(
         operation_id="credits_consume",

@@ -81,9 +81,13 @@ class PricingRuleRow(TypedDict):
 def pricing_rule(*, service: str) -> PricingRuleRow | None:
     """The active rule for a service, cached in the pricing_rules namespace."""
     rule, _ = cache.get_or_set(
-        "pricing_rules", pricing_rule_part(service=service), compute=lambda: _pricing_rule_from_db(service=service)
+        *pricing_rule_key(service=service), compute=lambda: _pricing_rule_from_db(service=service)
     )
     return rule
+
+
+def pricing_rule_key(*, service: str) -> tuple[str, str]:
+    return ("pricing_rules", pricing_rule_part(service=service))
 
 
 def pricing_rule_part(*, service: str) -> str:

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache as django_cache
 
-from billing.models import CreditAccount, CreditTransaction, Invoice
+from billing.models import CreditAccount, CreditTransaction, Invoice, PricingRule
 from billing.services import credits_purchase
 from ops_center.api import fast_reads
 from ops_center.api.throttling import WriteRateThrottle
@@ -35,9 +35,14 @@ def post(client, path, body, **headers):
     return client.post(path, body, format="json", **headers)
 
 
-def assert_principal_read_fast_then_ordinary(fast_calls: dict[str, int], ordinary_calls: dict[str, int]) -> None:
-    """Both paths send the same commands, but for the principal's read: in the fast path's MGET, or a GET."""
-    assert fast_calls["mget"] == ordinary_calls.get("mget", 0) + 1, (fast_calls, ordinary_calls)
+def assert_principal_read_fast_then_ordinary(
+    fast_calls: dict[str, int], ordinary_calls: dict[str, int], *, read_ahead: int = 0
+) -> None:
+    """Both paths send the same commands, but for the principal's read: in the fast path's MGET, or a GET.
+
+    ``read_ahead``: the ordinary path's cache reads (an MGET each) that the fast path's MGET took along.
+    """
+    assert fast_calls["mget"] == ordinary_calls.get("mget", 0) + 1 - read_ahead, (fast_calls, ordinary_calls)
     assert fast_calls.get("get", 0) == ordinary_calls["get"] - 1, (fast_calls, ordinary_calls)
     rest = {name: count for name, count in fast_calls.items() if name not in ("get", "mget")}
     assert rest == {name: count for name, count in ordinary_calls.items() if name not in ("get", "mget")}
@@ -68,17 +73,17 @@ def known_key(user_api, funded):
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
-    [(USAGE, DEBIT), (PURCHASES, {"credits": "3"}), (PURCHASES, {"package": "credits-1k"})],
+    ("path", "body", "read_ahead"),
+    [(USAGE, DEBIT, 1), (PURCHASES, {"credits": "3"}, 0), (PURCHASES, {"package": "credits-1k"}, 0)],
 )
-def test_a_known_key_writes_the_fast_way_and_gets_the_ordinary_answer(known_key, funded, path, body):
+def test_a_known_key_writes_the_fast_way_and_gets_the_ordinary_answer(known_key, funded, path, body, read_ahead):
     responses = []
     calls = redis_calls(lambda: responses.append(post(known_key, path, body)))
     fast_reads.forget_key_owners()  # now the ordinary path must answer
     ordinary_calls = redis_calls(lambda: responses.append(post(known_key, path, body)))
     fast, ordinary = responses
 
-    assert_principal_read_fast_then_ordinary(calls, ordinary_calls)
+    assert_principal_read_fast_then_ordinary(calls, ordinary_calls, read_ahead=read_ahead)
     assert fast.status_code == ordinary.status_code == 201
     for header in COMPARED_HEADERS:
         assert fast.get(header) == ordinary.get(header), header
@@ -142,11 +147,33 @@ def test_a_refusal_answered_fast_is_the_ordinary_refusal(known_key):
     fast_reads.forget_key_owners()
     ordinary_calls = redis_calls(lambda: responses.append(post(known_key, USAGE, {**DEBIT, "credits": "50"})))
 
-    assert_principal_read_fast_then_ordinary(calls, ordinary_calls)
+    assert_principal_read_fast_then_ordinary(calls, ordinary_calls, read_ahead=1)
     fast, ordinary = responses
     assert fast.status_code == ordinary.status_code == 402
     assert fast.content == ordinary.content
     assert assert_error(fast, 402, "insufficient_credits")["details"]["shortfall"] == "40.5000"
+
+
+def test_a_fast_debit_reads_its_pricing_rule_with_the_principal_in_one_round_trip(known_key, funded):
+    calls = redis_calls(lambda: post(known_key, USAGE, DEBIT))
+
+    # one MGET (the principal and the rule), and the throttle's pipeline (INCRBY, EXPIRE, the last window's GET);
+    # the eviction waits for a commit, which this test's transaction never makes
+    assert calls == {"mget": 1, "incrby": 1, "expire": 1, "get": 1}
+    assert balance_of(funded) == Decimal("9.0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_price_applies_to_the_next_fast_debit(default_catalog, known_key, funded):
+    rule = PricingRule.objects.get(service="embedding", is_active=True)
+    rule.credits_per_unit = Decimal("0.25")
+    rule.save()  # evicts the cached rule on commit
+
+    response = post(known_key, USAGE, {"service": "embedding", "units": 2})
+
+    assert response.status_code == 201
+    assert response.json()["transaction"]["amount"] == "-0.5000"
+    assert balance_of(funded) == Decimal("9.0")
 
 
 def test_a_body_that_is_not_json_is_the_parsers_to_refuse(known_key, funded):

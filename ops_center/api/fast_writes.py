@@ -5,7 +5,8 @@ for DRF's request wrapping, content negotiation, authentication, permission and
 throttle classes, the strict parser and the response rendering around one
 service call. Here, a view that declares a ``FastWrite`` takes a well-formed
 request the short way: the caller's principal from Redis (as ``fast_reads``
-does), the write throttle, the view's own input serializer, the service and the
+does) in the same round trip as the cached values the write will read (its
+``read_ahead``: a debit's pricing rule), the write throttle, the view's own input serializer, the service and the
 idempotency record in one transaction, and an orjson body.
 
 It is only ever a shortcut to the same answer. It answers a success, and a
@@ -58,6 +59,8 @@ class FastWrite:
     input: type
     write: Write
     user_from_principal: Callable[[dict], Any]
+    # Cache keys (namespace, *parts) the write will read, from the raw body: fetched in the principal's round trip.
+    read_ahead: Callable[[dict], list[tuple]] = lambda _body: []
 
 
 def _flat_body(request: HttpRequest) -> dict | None:
@@ -97,8 +100,10 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
     data = _flat_body(request)
     if data is None:
         return None
-    entries = cache.get_entries([(PRINCIPAL_NAMESPACE, principal_part(key_hash))])
-    if entries is None:
+    principal_key = (PRINCIPAL_NAMESPACE, principal_part(key_hash))
+    found = cache.fetch([principal_key, *fast_write.read_ahead(data)])
+    entries = cache.entries_in(found, [principal_key])
+    if found is None or entries is None:
         return None
     principal = entries[0][1]
     if principal.get("user_id") != user_id:
@@ -114,13 +119,14 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
         return fast_write.write(user, idempotency_key, body.validated_data)
 
     try:
-        if idempotency_key is None:
-            status, payload = write()
-        else:
-            request_fingerprint = idempotency.fingerprint(request.path, data)
-            status, payload = idempotency.write_once(
-                user_id, idempotency_key, request.path, request_fingerprint, write, answer_of=lambda answer: answer
-            )
+        with cache.reading_ahead(found):
+            if idempotency_key is None:
+                status, payload = write()
+            else:
+                request_fingerprint = idempotency.fingerprint(request.path, data)
+                status, payload = idempotency.write_once(
+                    user_id, idempotency_key, request.path, request_fingerprint, write, answer_of=lambda answer: answer
+                )
     except ApplicationError as refusal:
         if idempotency_key is not None:
             return None  # a response stored under the key may be the answer: run_idempotent looks
