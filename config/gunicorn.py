@@ -12,16 +12,17 @@ import tempfile
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 
 # Requests are short and mostly wait on Redis or PostgreSQL, so two threads
-# per process overlap that waiting; processes (2 x cores + 1, gunicorn's own
-# rule of thumb) use every core despite the GIL. More threads than two added
-# nothing on 2 cores but contention for each process's interpreter lock: at
-# 16 connections, 2 threads served 1.09 x (many accounts) and 1.16 x (one hot
-# account) the debits of 4, with a lower p99, and the same mixed load
-# (docs/performance.md). Without REDIS_URL the cache lives inside the process,
-# so one process must serve everything: several would each keep their own
-# cache, and an eviction in one would leave the others stale.
+# per process overlap that waiting, and cores + 1 processes use every core
+# despite the GIL. Not gunicorn's 2 x cores + 1: on 2 cores shared with
+# PostgreSQL and Redis, 3 processes served 1.13-1.15 x the debits of 5 across
+# many accounts, and the mixed profile at 500 req/s with the same p99 for
+# 0.96 x the CPU per request. More threads than two added nothing but
+# contention for each process's interpreter lock (docs/performance.md).
+# Without REDIS_URL the cache lives inside the process, so one process must
+# serve everything: several would each keep their own cache, and an eviction
+# in one would leave the others stale.
 _shared_cache = bool(os.environ.get("REDIS_URL"))
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1 if _shared_cache else 1))
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1 if _shared_cache else 1))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 2 if _shared_cache else 8))
 

@@ -20,15 +20,15 @@ def sizing(monkeypatch, tmp_path, **environment) -> tuple[int, int]:
     return config["workers"], config["threads"]
 
 
-def test_with_redis_every_core_serves_with_two_threads_a_process(monkeypatch, tmp_path):
-    assert sizing(monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0") == (5, 2)
+def test_with_redis_cores_plus_one_processes_serve_with_two_threads_each(monkeypatch, tmp_path):
+    assert sizing(monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0") == (3, 2)
 
 
 def test_without_redis_one_process_holds_the_only_cache(monkeypatch, tmp_path):
     assert sizing(monkeypatch, tmp_path) == (1, 8)
 
 
-@pytest.mark.parametrize(("workers", "threads"), [("3", "4"), ("9", "1")])
+@pytest.mark.parametrize(("workers", "threads"), [("5", "4"), ("9", "1")])
 def test_the_environment_overrides_both(monkeypatch, tmp_path, workers, threads):
     sized = sizing(
         monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0", WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads
