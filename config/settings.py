@@ -87,8 +87,18 @@ TEMPLATES = [
     },
 ]
 
+# Django's PostgreSQL backend with a health check that sends nothing (ops_center/postgresql/base.py).
+POSTGRESQL_ENGINE = "ops_center.postgresql"
+
+
+def with_our_postgresql(database: dict) -> dict:
+    if database["ENGINE"] == "django.db.backends.postgresql":
+        database["ENGINE"] = POSTGRESQL_ENGINE
+    return database
+
+
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+    "default": with_our_postgresql(env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")),
 }
 # The quick start's SQLite under gunicorn's threads: writers queue for the lock (taken
 # at BEGIN, so a waiting writer never fails half-way) instead of failing at once with
@@ -102,10 +112,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
 # Persistent connections: a new PostgreSQL connection costs more than most of
-# our hot queries, so each worker keeps its own and checks it before reuse.
+# our hot queries, so each worker keeps its own and checks it before reuse
+# (on PostgreSQL without a round trip: POSTGRESQL_ENGINE).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] == POSTGRESQL_ENGINE:
     DATABASES["default"].setdefault("OPTIONS", {})
     # Fail fast when the server is gone, so the API answers 503 quickly.
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
@@ -118,7 +129,7 @@ def pool_safe(database: dict, pool_mode: str, *, pooler_prepares: bool = False) 
     statements."""
     if pool_mode not in ("session", "transaction"):
         raise ImproperlyConfigured("DATABASE_POOL_MODE is 'session' (default) or 'transaction' (pgBouncer).")
-    if pool_mode == "transaction" and database["ENGINE"] == "django.db.backends.postgresql":
+    if pool_mode == "transaction" and database["ENGINE"] == POSTGRESQL_ENGINE:
         database["DISABLE_SERVER_SIDE_CURSORS"] = True
         if not pooler_prepares:
             database.setdefault("OPTIONS", {})["prepare_threshold"] = None
@@ -132,8 +143,8 @@ def replica_database(url: str, primary: dict, *, connect_timeout: int) -> dict:
     replica keeps its own server and connection, and streaming replication
     brings the test database to it (ops_center/tests/test_replicas.py).
     """
-    replica = environ.Env.db_url_config(url)
-    if replica["ENGINE"] != "django.db.backends.postgresql" or primary["ENGINE"] != replica["ENGINE"]:
+    replica = with_our_postgresql(environ.Env.db_url_config(url))
+    if replica["ENGINE"] != POSTGRESQL_ENGINE or primary["ENGINE"] != replica["ENGINE"]:
         raise ImproperlyConfigured("Read replicas need PostgreSQL, for the primary and every replica.")
     replica.update(CONN_MAX_AGE=primary["CONN_MAX_AGE"], CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
     # psycopg, like libpq, waits at least 2 s; the replica breaker pays that once per cooldown per process.
