@@ -6,8 +6,9 @@ throttle classes, the strict parser and the response rendering around one
 service call. Here, a view that declares a ``FastWrite`` takes a well-formed
 request the short way: the caller's principal from Redis (as ``fast_reads``
 does) in the same round trip as the cached values the write will read (its
-``read_ahead``: a debit's pricing rule), the write throttle, the view's own input serializer, the service and the
-idempotency record in one transaction, and an orjson body.
+``read_ahead``: a debit's pricing rule), the write throttle, the view's own
+input serializer, the service and the idempotency record in one transaction,
+and an orjson body.
 
 It is only ever a shortcut to the same answer. It answers a success, and a
 service's refusal (402 and the rest) of a request without an Idempotency-Key,
