@@ -91,14 +91,16 @@ TEMPLATES = [
 POSTGRESQL_ENGINE = "ops_center.postgresql"
 
 
-def with_our_postgresql(database: dict) -> dict:
+def database_from_url(url: str) -> dict:
+    """A DATABASES entry from a database URL, with the project's PostgreSQL backend for PostgreSQL."""
+    database = environ.Env.db_url_config(url)
     if database["ENGINE"] == "django.db.backends.postgresql":
         database["ENGINE"] = POSTGRESQL_ENGINE
     return database
 
 
 DATABASES = {
-    "default": with_our_postgresql(env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")),
+    "default": database_from_url(env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")),
 }
 # The quick start's SQLite under gunicorn's threads: writers queue for the lock (taken
 # at BEGIN, so a waiting writer never fails half-way) instead of failing at once with
@@ -143,7 +145,7 @@ def replica_database(url: str, primary: dict, *, connect_timeout: int) -> dict:
     replica keeps its own server and connection, and streaming replication
     brings the test database to it (ops_center/tests/test_replicas.py).
     """
-    replica = with_our_postgresql(environ.Env.db_url_config(url))
+    replica = database_from_url(url)
     if replica["ENGINE"] != POSTGRESQL_ENGINE or primary["ENGINE"] != replica["ENGINE"]:
         raise ImproperlyConfigured("Read replicas need PostgreSQL, for the primary and every replica.")
     replica.update(CONN_MAX_AGE=primary["CONN_MAX_AGE"], CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})

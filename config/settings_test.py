@@ -6,11 +6,10 @@ servers when none are given.
 
 import os
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings import *  # noqa: F403
-from config.settings import REPLICA_CONNECT_TIMEOUT, pool_safe, redis_cache, replica_database, with_our_postgresql
+from config.settings import REPLICA_CONNECT_TIMEOUT, database_from_url, pool_safe, redis_cache, replica_database
 
 _missing = [name for name in ("TEST_DATABASE_URL", "TEST_REDIS_URL") if not os.environ.get(name)]
 if _missing:
@@ -19,7 +18,7 @@ if _missing:
         "PostgreSQL and Redis servers, or point these variables at running ones."
     )
 
-DATABASES = {"default": with_our_postgresql(environ.Env.db_url_config(os.environ["TEST_DATABASE_URL"]))}
+DATABASES = {"default": database_from_url(os.environ["TEST_DATABASE_URL"])}
 DATABASES["default"]["TEST"] = {"NAME": "ops_center_test"}
 # The suite opens connections from many threads; don't keep them around.
 DATABASES["default"]["CONN_MAX_AGE"] = 0

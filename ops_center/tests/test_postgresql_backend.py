@@ -25,14 +25,22 @@ def last_statement_of(backend_pid: int) -> str:
         other.close()
 
 
+OTHER_SESSIONS = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+
 def terminate_backends_except_mine() -> int:
-    """The server ends every other session on the test database: what a restart or failover does to them."""
+    """The server ends every other session on the test database: what a restart or failover does to them.
+    Returns once those backends have exited, their goodbyes sent."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
+        cursor.execute(f"SELECT count(pg_terminate_backend(pid)) {OTHER_SESSIONS}")
+        ended = cursor.fetchone()[0]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cursor.execute(f"SELECT count(*) {OTHER_SESSIONS}")
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.01)
+    return ended
 
 
 def wait_until_unusable(wrapper, seconds: float = 5.0) -> bool:
@@ -80,7 +88,6 @@ def test_a_server_whose_connections_were_ended_answers_the_next_requests_with_fr
                 assert ready.status == 200
 
         assert terminate_backends_except_mine() >= 1
-        time.sleep(0.2)  # the goodbye reaches the server's sockets
 
         # without a health check, each thread's first query would fail on its dead connection (a 503)
         for _ in range(6):
