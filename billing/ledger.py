@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing import rollups
+from billing.changes import LEDGER_ROW, USAGE
 from billing.models import CreditAccount, CreditTransaction
 from billing.money import CREDITS_PARAM, credits_sql, to_credits
 from ops_center import cache, metrics, replicas
@@ -22,6 +23,11 @@ _LEDGER_INSERT = (
     f"INSERT INTO {CreditTransaction._meta.db_table} ({_LEDGER_COLUMNS}) "  # noqa: S608 - our identifiers
     f"VALUES ({', '.join(['%s'] * len(_LEDGER_FIELDS))}) RETURNING id"
 )
+
+
+# What a row changed, for the cache: only a usage row moves the usage rollups.
+_USAGE_ROW = (LEDGER_ROW, USAGE)
+_OTHER_ROW = (LEDGER_ROW,)
 
 
 def credits_from_db(value: Decimal | float | str) -> Decimal:
@@ -43,11 +49,15 @@ def _ledger_values(row: CreditTransaction) -> list[Any]:
 
 
 def _written(row: CreditTransaction) -> CreditTransaction:
-    """Once the transaction commits: evict the user's (and org's) cached views, and count the row."""
+    """Once the transaction commits: evict the user's (and org's) cached views the row changed, and count it."""
     row._state.adding, row._state.db = False, connection.alias
     # Before the eviction (callbacks run in order): a read that misses after it must find the write position.
     replicas.note_write_on_commit(user_id=row.user_id, org_id=row.org_id)  # read-your-writes on replicas
-    cache.invalidate_on_commit(user_ids=[row.user_id], org_ids=[row.org_id] if row.org_id else [])
+    cache.invalidate_on_commit(
+        user_ids=[row.user_id],
+        org_ids=[row.org_id] if row.org_id else [],
+        changed=_USAGE_ROW if row.transaction_type == CreditTransaction.Type.USAGE else _OTHER_ROW,
+    )
     metrics.record_ledger_write(row.transaction_type)
     return row
 

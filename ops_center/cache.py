@@ -482,6 +482,7 @@ class CachedView:
     subject: str
     key: Callable[..., tuple]
     compute: Callable[..., Any]
+    changed_by: frozenset[str]
 
     def cache_key(self, subject_id: int) -> str:
         return make_key(*self.key(**{_SUBJECT_ID_ARGUMENT[self.subject]: subject_id}))
@@ -494,22 +495,32 @@ class CachedView:
 _cached_views: dict[str, list[CachedView]] = {"user": [], "org": []}
 
 
-def register_view(subject: str, *, key: Callable[..., tuple], compute: Callable[..., Any]) -> None:
+def register_view(
+    subject: str, *, key: Callable[..., tuple], compute: Callable[..., Any], changed_by: Iterable[str]
+) -> None:
     """Declare a cached view of one user's (``subject="user"``) or one org's data.
 
     ``key`` and ``compute`` take the subject's id by keyword: ``user_id=`` or
-    ``org_id=``. Every write to that user or org evicts it after commit; where it
-    was cached, the writer puts the recomputed value back (``refill``), so the
-    next read hits.
+    ``org_id=``. ``changed_by`` names the kinds of write that change the view
+    (say, a ledger row): a write that says what it changed
+    (``invalidate_on_commit(changed=...)``) evicts only the views it can have
+    changed, and any other write to the subject evicts all of them. Either way
+    the eviction runs after commit, and where the view was cached and read the
+    writer puts the recomputed value back (``refill``), so the next read hits.
     """
     views = _cached_views[subject]
     if all(view.key != key for view in views):
-        views.append(CachedView(subject=subject, key=key, compute=compute))
+        views.append(CachedView(subject=subject, key=key, compute=compute, changed_by=frozenset(changed_by)))
 
 
 def warm(subject: str, subject_id: int) -> None:
     """Recompute and store every registered view of one user or org."""
     _store_many({view.cache_key(subject_id): view.refiller(subject_id)() for view in _cached_views[subject]})
+
+
+def registered_views(subject: str) -> list[CachedView]:
+    """The cached views of a ``"user"`` or an ``"org"``, as registered."""
+    return list(_cached_views[subject])
 
 
 def user_keys(user_id: int) -> list[str]:
@@ -530,12 +541,16 @@ def invalidate_org_cache(org_id: int) -> None:
     delete_keys(org_keys(org_id))
 
 
-def _refillers(*, user_ids: Iterable[int], org_ids: Iterable[int]) -> dict[str, Callable[[], Any]]:
-    """Each registered view's key, with the call that recomputes it."""
+def _refillers(
+    *, user_ids: Iterable[int], org_ids: Iterable[int], changed: Collection[str] | None
+) -> dict[str, Callable[[], Any]]:
+    """The key of each registered view that ``changed`` can have changed (all of them when None), with
+    the call that recomputes it."""
     found = {}
     for subject, ids in (("user", user_ids), ("org", org_ids)):
+        views = [view for view in _cached_views[subject] if changed is None or not view.changed_by.isdisjoint(changed)]
         for subject_id in ids:
-            for view in _cached_views[subject]:
+            for view in views:
                 found[view.cache_key(subject_id)] = view.refiller(subject_id)
     return found
 
@@ -626,17 +641,26 @@ def _store_many(values: Mapping[str, Any], *, refilled: bool = False) -> None:
 
 
 def invalidate_on_commit(
-    *, user_ids: Iterable[int] = (), org_ids: Iterable[int] = (), keys: Iterable[str] = (), durable: bool = False
+    *,
+    user_ids: Iterable[int] = (),
+    org_ids: Iterable[int] = (),
+    keys: Iterable[str] = (),
+    changed: Collection[str] | None = None,
+    durable: bool = False,
 ) -> None:
     """Evict after the surrounding transaction commits: a rollback evicts nothing,
     and the next read after a commit sees the new value (read-your-writes).
+
+    Of the users' and orgs' views, ``changed`` (kinds of write, as views name
+    them in ``register_view``) evicts only those it can have changed; None
+    evicts every one.
 
     ``durable`` (revocations, deactivations) also writes the keys to the eviction
     backlog inside the transaction: they commit together, and the replay threads
     evict them again within two rounds, even if the process dies before its own
     eviction or a concurrent reader re-cached the old value in between.
     """
-    refillers = _refillers(user_ids=user_ids, org_ids=org_ids)
+    refillers = _refillers(user_ids=user_ids, org_ids=org_ids, changed=changed)
     doomed = [*keys, *refillers]
     if not doomed:
         return

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
+from billing.changes import ALLOCATION, LEDGER_ROW, USAGE
 from billing.models import CreditAccount, CreditAllocation, CreditTransaction, PricingRule, UsageDaily
 from billing.money import ZERO_CREDITS, to_credits
 from ops_center import cache, replicas
@@ -250,10 +251,10 @@ def _default_usage_summary_from_db(*, user_id: int) -> dict:
 
 
 def register_cached_views() -> None:
-    """The cached views of a user's credit data: every write to the user evicts them, and refills those in use."""
-    cache.register_view("user", key=balance_key, compute=_balance_from_db)
-    cache.register_view("user", key=usage_summary_key, compute=_default_usage_summary_from_db)
-    cache.register_view("user", key=history_pages_key, compute=_first_pages_from_db)
+    """The cached views of a user's credit data: a write that changes one evicts it, and refills it if in use."""
+    cache.register_view("user", key=balance_key, compute=_balance_from_db, changed_by=[LEDGER_ROW, ALLOCATION])
+    cache.register_view("user", key=usage_summary_key, compute=_default_usage_summary_from_db, changed_by=[USAGE])
+    cache.register_view("user", key=history_pages_key, compute=_first_pages_from_db, changed_by=[LEDGER_ROW])
 
 
 def warm_user(*, user_id: int) -> None:

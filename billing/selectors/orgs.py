@@ -8,6 +8,7 @@ from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.changes import LEDGER_ROW
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditAllocation, CreditPool, Subscription, UsageDaily
 from billing.money import CREDIT_DECIMAL_PLACES, CREDIT_MAX_DIGITS, ZERO_CREDITS, to_credits
 from ops_center import cache, replicas
@@ -275,10 +276,14 @@ def _default_members_usage_from_db(*, org_id: int) -> dict:
 
 
 def register_cached_views() -> None:
-    """The cached views of an org's billing: every write to the org evicts them, and refills those in use."""
-    cache.register_view("org", key=subscription_key, compute=_subscription_from_db)
-    cache.register_view("org", key=credit_pool_key, compute=_pool_from_db)
-    cache.register_view("org", key=members_usage_key, compute=_default_members_usage_from_db)
+    """The cached views of an org's billing: a write that changes one evicts it, and refills it if in use.
+
+    The subscription changes with no ledger row: only with the org's billing
+    cycle, or a staff edit (billing.signals), each of which evicts every view of the org.
+    """
+    cache.register_view("org", key=subscription_key, compute=_subscription_from_db, changed_by=[])
+    cache.register_view("org", key=credit_pool_key, compute=_pool_from_db, changed_by=[LEDGER_ROW])
+    cache.register_view("org", key=members_usage_key, compute=_default_members_usage_from_db, changed_by=[LEDGER_ROW])
 
 
 def warm_org(*, org_id: int) -> None:

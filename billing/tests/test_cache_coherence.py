@@ -70,13 +70,13 @@ def test_a_write_refills_nothing_that_was_not_cached(user, write):
 def test_a_write_refills_the_views_in_use_and_only_evicts_those_unread_since_the_last_refill(user_api, user):
     credits_purchase(user=user, credits=Decimal("10"))
     read_all(user_api)
-    credits_purchase(user=user, credits=Decimal("5"))  # all three were read: all refilled
+    credits_consume(user=user, service="embedding", units=1, credits=Decimal("2"))  # all three were read: all refilled
     user_api.get(VIEWS["balance"])  # only the balance is read again
 
-    credits_purchase(user=user, credits=Decimal("1"))
+    credits_consume(user=user, service="embedding", units=1, credits=Decimal("1"))
 
     balance = cache.make_key(*balance_key(user_id=user.pk))
-    assert django_cache.get(balance)[1]["balance"] == Decimal("16.0000")
+    assert django_cache.get(balance)[1]["balance"] == Decimal("7.0000")
     assert django_cache.get_many([key for key in cache.user_keys(user.pk) if key != balance]) == {}
 
 
