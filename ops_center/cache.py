@@ -78,7 +78,8 @@ def ttl_for(namespace: str) -> int:
 
 
 def make_key(namespace: str, *parts: Any) -> str:
-    ttl_for(namespace)  # refuse unknown namespaces early
+    if namespace not in DEFAULT_TTLS:  # on every key of every request: no settings lookup for the usual ones
+        ttl_for(namespace)  # refuse unknown namespaces early (CACHE_TTLS may add its own)
     return ":".join([KEY_VERSION, namespace, *(str(part) for part in parts)])
 
 
