@@ -47,11 +47,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin and Swagger UI assets from gunicorn, with no CDN.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's session, auth and messages middleware, stepping aside for API-key calls.
+    "ops_center.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Django's own: `check --deploy` looks for it by name.
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "ops_center.middleware.BrowserAuthenticationMiddleware",
+    "ops_center.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ops_center.api.errors.DatabaseUnavailableMiddleware",
 ]
