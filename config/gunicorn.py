@@ -32,9 +32,11 @@ graceful_timeout = 20
 # Keep-alive lets load generators and proxies reuse connections.
 keepalive = 5
 # Recycle workers now and then so a slow leak can never grow without bound;
-# jitter keeps them from restarting all at once.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 20000))
-max_requests_jitter = 2000
+# jitter keeps them from restarting all at once. Not often: a new worker imports
+# Django and the project again (about 1 s of CPU), which every 20,000 requests
+# was 3 % of the server's CPU under load (docs/performance.md).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 100_000))
+max_requests_jitter = max_requests // 10
 
 # Empty turns the access log off (benchmarks, tests).
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None

@@ -1,4 +1,4 @@
-"""config/gunicorn.py's sizing: the defaults docs/configuration.md documents and performance.md measured."""
+"""config/gunicorn.py's sizing and recycling: the defaults configuration.md documents, as measured."""
 
 import runpy
 from pathlib import Path
@@ -34,3 +34,18 @@ def test_the_environment_overrides_both(monkeypatch, tmp_path, workers, threads)
         monkeypatch, tmp_path, REDIS_URL="redis://127.0.0.1:6379/0", WEB_CONCURRENCY=workers, GUNICORN_THREADS=threads
     )
     assert sized == (int(workers), int(threads))
+
+
+def recycling(monkeypatch, tmp_path, **environment) -> tuple[int, int]:
+    monkeypatch.delenv("GUNICORN_MAX_REQUESTS", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    config = runpy.run_path(str(CONFIG))
+    return config["max_requests"], config["max_requests_jitter"]
+
+
+def test_workers_are_recycled_seldom_and_not_together(monkeypatch, tmp_path):
+    assert recycling(monkeypatch, tmp_path) == (100_000, 10_000)
+    assert recycling(monkeypatch, tmp_path, GUNICORN_MAX_REQUESTS="5000") == (5000, 500)
+    assert recycling(monkeypatch, tmp_path, GUNICORN_MAX_REQUESTS="0") == (0, 0)
