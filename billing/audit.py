@@ -22,9 +22,8 @@ from decimal import Decimal
 
 from django.db import connection
 
-from billing.ledger import credits_from_db
 from billing.models import CreditAccount, CreditAllocation, CreditPool, CreditTransaction, UserActivity
-from billing.money import credits_sql
+from billing.money import credits_from_db, credits_sql
 from billing.rollup_rebuild import REGISTRY, Rollup, months_between
 from orgs.models import User
 

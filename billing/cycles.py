@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from billing import alerts, rollups
 from billing.errors import PaymentDeclined
-from billing.ledger import credits_from_db, write_ledger
+from billing.ledger import write_ledger
 from billing.models import LIVE_SUBSCRIPTION_STATUSES, CreditPool, CreditTransaction, Invoice, Plan, Subscription
-from billing.money import CREDITS_PARAM, credits_sql, to_credits
+from billing.money import CREDITS_PARAM, credits_from_db, credits_sql, to_credits
 from billing.payments import get_gateway
 from ops_center import cache
 from orgs.models import Membership

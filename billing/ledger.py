@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing import rollups
 from billing.changes import LEDGER_ROW, USAGE
 from billing.models import CreditAccount, CreditTransaction
-from billing.money import CREDITS_PARAM, credits_sql, to_credits
+from billing.money import CREDITS_PARAM, credits_from_db, credits_sql
 from ops_center import cache, metrics, replicas
 
 # Every column but the id, in model order: the INSERTs below are built once.
@@ -28,11 +28,6 @@ _LEDGER_INSERT = (
 # What a row changed, for the cache: only a usage row moves the usage rollups.
 _USAGE_ROW = (LEDGER_ROW, USAGE)
 _OTHER_ROW = (LEDGER_ROW,)
-
-
-def credits_from_db(value: Decimal | float | str) -> Decimal:
-    # PostgreSQL returns Decimal; the SQLite quick start returns a float.
-    return to_credits(str(value))
 
 
 def write_ledger(**fields: Any) -> CreditTransaction:

@@ -37,6 +37,11 @@ def to_credits(value) -> Decimal:
     return amount.quantize(CREDIT_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+def credits_from_db(value: Decimal | float | str) -> Decimal:
+    """A credit column read by raw SQL: PostgreSQL returns a Decimal, the SQLite quick start a float."""
+    return to_credits(str(value))
+
+
 # Raw SQL that does arithmetic on credit columns must read the same on both databases.
 # SQLite binds a Decimal parameter as text and orders any number below any text, so a
 # parameter is cast to a number; and it stores these columns as binary floats, so every

@@ -30,9 +30,9 @@ from billing.errors import (
     UnknownPackage,
     UnknownService,
 )
-from billing.ledger import ACCOUNT_BALANCE_CHANGE, credits_from_db, debit_personal_balance, write_ledger
+from billing.ledger import ACCOUNT_BALANCE_CHANGE, debit_personal_balance, write_ledger
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
-from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_sql, to_credits
+from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_from_db, credits_sql, to_credits
 from billing.payments import get_gateway
 from orgs.models import Membership, User
 from orgs.selectors import membership_role

@@ -12,7 +12,7 @@ from billing.selectors.credits import TRANSACTION_COLUMNS
 from billing.services import credits_adjust, credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory
 from ops_center.tests.api_support import assert_error
-from orgs.tests.factories import MembershipFactory, UserFactory
+from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +45,42 @@ def test_balance_shows_allocations_and_total(user_api, user):
         }
     ]
     assert body["total_available"] == "130.0000"
+
+
+def test_a_balance_miss_is_one_query_with_exact_decimals_in_org_order(user_api, user, django_assert_num_queries):
+    fund(user, "12345678.9999")
+    later_org, earlier_org = OrganizationFactory(name="Zeta"), OrganizationFactory(name="Alpha")
+    assert later_org.pk < earlier_org.pk  # created first: listed first, whatever the name
+    for org, allocated, used in ((earlier_org, "0.0003", "0.0001"), (later_org, "99999.5", "0.25")):
+        CreditAllocationFactory(
+            user=user, pool__org=org, allocated_credits=Decimal(allocated), used_credits=Decimal(used)
+        )
+
+    user_api.get("/api/v1/credits/usage/summary")  # the caller's principal is cached now
+
+    with django_assert_num_queries(1):
+        body = user_api.get("/api/v1/credits/balance").json()
+
+    assert body == {
+        "balance": "12345678.9999",
+        "allocations": [
+            {
+                "org_id": later_org.pk,
+                "org_name": "Zeta",
+                "allocated": "99999.5000",
+                "used": "0.2500",
+                "remaining": "99999.2500",
+            },
+            {
+                "org_id": earlier_org.pk,
+                "org_name": "Alpha",
+                "allocated": "0.0003",
+                "used": "0.0001",
+                "remaining": "0.0002",
+            },
+        ],
+        "total_available": "12445678.2501",
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -195,8 +231,8 @@ def test_packages_are_listed(user_api):
 @pytest.mark.parametrize(
     ("path", "expected_queries"),
     [
-        # auth (1) + last_used_at (1) + account (1) + allocations (1)
-        ("/api/v1/credits/balance", 4),
+        # auth (1) + last_used_at (1) + the account beside its allocations (1)
+        ("/api/v1/credits/balance", 3),
         # auth (1) + last_used_at (1) + rollup (1)
         ("/api/v1/credits/usage/summary", 3),
         # auth (1) + last_used_at (1) + one page (1)
