@@ -556,9 +556,30 @@ def _refillers(
     return found
 
 
+# KEYS: each key followed by its refill marker; ARGV: "1" for each key that may be refilled. Deletes
+# them all and returns the positions (from 1) of the refillable keys that were present without a marker.
+_EVICT_REPORTING_READ = """
+local in_use = {}
+for i = 1, #ARGV do
+  local deleted = redis.call('DEL', KEYS[2 * i - 1])
+  local unread_refill = redis.call('DEL', KEYS[2 * i])
+  if ARGV[i] == '1' and deleted == 1 and unread_refill == 0 then
+    in_use[#in_use + 1] = i
+  end
+end
+return in_use
+"""
+
+
+@functools.cache
+def _evict_script(redis_client: Any) -> Any:
+    """Registered once per Redis client: a call sends EVALSHA, and EVAL only where the server lacks it."""
+    return redis_client.register_script(_EVICT_REPORTING_READ)
+
+
 def _evict_reporting_read(keys: list[str], refillable: Collection[str]) -> list[str] | None:
-    """Delete ``keys`` in one round trip. Returns those of ``refillable`` that are in use, or None
-    when Redis failed.
+    """Delete ``keys`` in one round trip, one command. Returns those of ``refillable`` that are in use,
+    or None when Redis failed.
 
     A value is in use unless a writer refilled it and nobody has read it since:
     a refill stores a marker beside the value (``refilled_marker``), and the
@@ -574,23 +595,11 @@ def _evict_reporting_read(keys: list[str], refillable: Collection[str]) -> list[
         return [key for key in in_use if key in present]
 
     def evict() -> list[str]:
-        pipeline = client.get_client(write=True).pipeline(transaction=False)
-        for key in keys:
-            if key in refillable:
-                pipeline.exists(client.make_key(refilled_marker(key)))
-            pipeline.delete(client.make_key(key))
-            if key in refillable:
-                pipeline.delete(client.make_key(refilled_marker(key)))
-        replies = iter(pipeline.execute())
-        in_use = []
-        for key in keys:
-            unread_refill = next(replies) if key in refillable else None
-            deleted = next(replies)
-            if key in refillable:
-                next(replies)
-                if deleted and not unread_refill:
-                    in_use.append(key)
-        return in_use
+        redis_client = client.get_client(write=True)
+        redis_keys = [client.make_key(name) for key in keys for name in (key, refilled_marker(key))]
+        flags = ["1" if key in refillable else "0" for key in keys]
+        positions = _evict_script(redis_client)(keys=redis_keys, args=flags, client=redis_client)
+        return [keys[position - 1] for position in positions]
 
     return breaker.call(evict, fallback=None)
 

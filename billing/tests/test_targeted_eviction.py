@@ -16,6 +16,7 @@ from billing.models import CreditPool
 from billing.services import credits_adjust, credits_consume, credits_purchase, pool_allocate
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory, PlanFactory, SubscriptionFactory
 from ops_center import cache
+from ops_center.tests.api_support import redis_calls
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_catalog")]
@@ -145,3 +146,14 @@ def test_a_purchase_keeps_the_usage_summary_a_hit(user_api, user):
     credits_purchase(user=user, credits=Decimal("5"))
 
     assert user_api.get("/api/v1/credits/usage/summary")["X-Cache"] == "HIT"
+
+
+def test_a_write_evicts_its_views_in_one_command(user):
+    """A metering client that never reads: its debit deletes three views and their markers in one script."""
+    credits_purchase(user=user, credits=Decimal("10"))
+    debit = lambda: credits_consume(user=user, service="embedding", units=1, credits=Decimal("1"))  # noqa: E731
+    debit()  # the pricing rule is cached, and Redis knows the script
+
+    calls = redis_calls(debit)
+
+    assert calls == {"mget": 1, "evalsha": 1, "del": 2 * len(cache.user_keys(user.pk))}  # the rule, the eviction
