@@ -45,6 +45,8 @@ from django.conf import settings
 from django.core.cache import cache as django_cache
 from django.db import connection, transaction
 
+from ops_center import cache_generations as generations
+from ops_center.cache_generations import Computed, generation_in, generation_key, refilled_marker
 from ops_center.cache_stats import CircuitBreaker, StatsRecorder, _shared
 
 logger = logging.getLogger(__name__)
@@ -148,11 +150,6 @@ def reading_ahead(found: Mapping[str, Any]) -> Iterator[None]:
         _read_ahead.reset(token)
 
 
-def refilled_marker(key: str) -> str:
-    """Present beside a value a writer refilled, until the value's first read (see ``evict_and_refill``)."""
-    return f"{key}:refilled"
-
-
 def _note_read(markers: list[str]) -> None:
     """The first read of a refilled value: it is in use, so the next write refills it again."""
     if markers:
@@ -181,7 +178,7 @@ def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int
     marker = refilled_marker(key)
     found = _read_ahead.get()
     if key not in found:
-        found = breaker.call(lambda: django_cache.get_many([key, marker]), fallback={})
+        found = breaker.call(lambda: django_cache.get_many([key, marker, generation_key(key)]), fallback={})
     entry = found.get(key, _MISSING)
     if marker in found:
         _note_read([marker])
@@ -191,22 +188,32 @@ def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int
             # Fresh, or stale while another process is already recomputing it.
             stats.record(namespace, "hits")
             return value, True
-        return _recompute(key, namespace, compute, ttl), False
+        return _recompute(key, namespace, compute, ttl, found), False
 
     if breaker.is_open or _take_lock(key):
-        return _recompute(key, namespace, compute, ttl), False
+        return _recompute(key, namespace, compute, ttl, found), False
     entry = _wait_for_winner(key)
     if entry is not _MISSING:
         stats.record(namespace, "hits")
         return entry[1], True
-    return _recompute(key, namespace, compute, ttl), False
+    return _recompute(key, namespace, compute, ttl, found), False
 
 
-def _recompute(key: str, namespace: str, compute: Callable[[], Any], ttl: int) -> Any:
+def _recompute(key: str, namespace: str, compute: Callable[[], Any], ttl: int, found: Mapping[str, Any]) -> Any:
+    """Compute the value and store it, unless a write evicted the key since ``found`` was read
+    (``cache_generations``): the value may predate that write, and the next read recomputes it."""
     stats.record(namespace, "misses")
+    if generation_key(key) in found or key not in found:
+        generation = generation_in(found, key)
+    else:  # a stale entry read ahead, without its generation
+        generation = breaker.call(lambda: generations.read_generation(key), fallback="")
     try:
         value = compute()
-        _store(key, value, ttl)
+        computed = Computed(
+            key=key, entry=(time.time() + ttl, value), timeout=ttl + STALE_GRACE_SECONDS, generation=generation
+        )
+        if breaker.call(lambda: generations.store_if_current([computed]), fallback=None) is not None:
+            stats.record(namespace, "sets")
         return value
     finally:
         breaker.call(lambda: django_cache.delete(_lock_key(key)), fallback=None)
@@ -556,94 +563,62 @@ def _refillers(
     return found
 
 
-# KEYS: each key followed by its refill marker; ARGV: "1" for each key that may be refilled. Deletes
-# them all and returns the positions (from 1) of the refillable keys that were present without a marker.
-_EVICT_REPORTING_READ = """
-local in_use = {}
-for i = 1, #ARGV do
-  local deleted = redis.call('DEL', KEYS[2 * i - 1])
-  local unread_refill = redis.call('DEL', KEYS[2 * i])
-  if ARGV[i] == '1' and deleted == 1 and unread_refill == 0 then
-    in_use[#in_use + 1] = i
-  end
-end
-return in_use
-"""
-
-
-@functools.cache
-def _evict_script(redis_client: Any) -> Any:
-    """Registered once per Redis client: a call sends EVALSHA, and EVAL only where the server lacks it."""
-    return redis_client.register_script(_EVICT_REPORTING_READ)
-
-
-def _evict_reporting_read(keys: list[str], refillable: Collection[str]) -> list[str] | None:
-    """Delete ``keys`` in one round trip, one command. Returns those of ``refillable`` that are in use,
-    or None when Redis failed.
+def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]], *, recorded: bool = False) -> None:
+    """Evict ``keys`` now, in one command; then recompute, from the primary, those of them in use, and store
+    each unless another write evicted it meanwhile (``cache_generations``).
 
     A value is in use unless a writer refilled it and nobody has read it since:
     a refill stores a marker beside the value (``refilled_marker``), and the
     value's first read deletes it. So a view someone reads is refilled after
     every write to it, and one nobody reads (a metering client's balance,
-    rewritten by every debit) is refilled once and then only deleted.
-    """
-    client = getattr(django_cache, "client", None)
-    if client is None:  # the in-process quick-start cache
-        in_use = [key for key in keys if key in refillable and django_cache.get(refilled_marker(key)) is None]
-        present = [key for key in keys if django_cache.delete(key)]
-        django_cache.delete_many([refilled_marker(key) for key in keys if key in refillable])
-        return [key for key in in_use if key in present]
-
-    def evict() -> list[str]:
-        redis_client = client.get_client(write=True)
-        redis_keys = [client.make_key(name) for key in keys for name in (key, refilled_marker(key))]
-        flags = ["1" if key in refillable else "0" for key in keys]
-        positions = _evict_script(redis_client)(keys=redis_keys, args=flags, client=redis_client)
-        return [keys[position - 1] for position in positions]
-
-    return breaker.call(evict, fallback=None)
-
-
-def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]], *, recorded: bool = False) -> None:
-    """Evict ``keys`` now; then recompute, from the primary, those of them in use (``_evict_reporting_read``).
-
-    Refilling keeps a view that is being read a hit after each write to it, and
-    costs nothing for views nobody reads (a metering client's debits). A failed
+    rewritten by every debit) is refilled once and then only deleted. A failed
     eviction goes to the durable backlog and nothing is refilled; a failed
     recomputation leaves the key evicted, which is always correct.
     """
     if not keys:
         return
-    wanted = _evict_reporting_read(keys, refillers)
+    in_use = breaker.call(lambda: generations.evict(keys, refillers), fallback=None)
     for key in keys:
         stats.record(_namespace_of(key), "deletes")
-    if wanted is None:
+    if in_use is None:
         if not recorded and _shared():
             backlog.record(keys)
         return
-    if not wanted:
+    if not in_use:
         return
     from ops_center import replicas  # imports this module
 
     try:
         with replicas.primary_only():
-            fresh = {key: refillers[key]() for key in wanted}
+            fresh = {key: refillers[key]() for key in in_use}
     except Exception as exc:
-        logger.warning("could not refill %d cache keys after a write (%s)", len(wanted), type(exc).__name__)
+        logger.warning("could not refill %d cache keys after a write (%s)", len(in_use), type(exc).__name__)
         return
-    _store_many(fresh, refilled=True)
+    now = time.time()
+    computed = []
+    for key, value in fresh.items():
+        ttl = ttl_for(_namespace_of(key))
+        computed.append(
+            Computed(
+                key=key,
+                entry=(now + ttl, value),
+                timeout=ttl + STALE_GRACE_SECONDS,
+                generation=in_use[key],
+                refilled=True,
+            )
+        )
+    if breaker.call(lambda: generations.store_if_current(computed), fallback=None) is not None:
+        for key in fresh:
+            stats.record(_namespace_of(key), "sets")
 
 
-def _store_many(values: Mapping[str, Any], *, refilled: bool = False) -> None:
+def _store_many(values: Mapping[str, Any]) -> None:
     """Store several values, each under its namespace's TTL, in one round trip per distinct TTL."""
     now = time.time()
     by_timeout: dict[int, dict[str, Any]] = {}
     for key, value in values.items():
         ttl = ttl_for(_namespace_of(key))
-        group = by_timeout.setdefault(ttl + STALE_GRACE_SECONDS, {})
-        group[key] = (now + ttl, value)
-        if refilled:
-            group[refilled_marker(key)] = 1
+        by_timeout.setdefault(ttl + STALE_GRACE_SECONDS, {})[key] = (now + ttl, value)
     for timeout, group in by_timeout.items():
         breaker.call(functools.partial(django_cache.set_many, group, timeout), fallback=None)
     for key in values:
