@@ -46,7 +46,14 @@ from django.core.cache import cache as django_cache
 from django.db import connection, transaction
 
 from ops_center import cache_generations as generations
-from ops_center.cache_generations import Computed, generation_in, generation_key, refilled_marker
+from ops_center.cache_generations import (
+    LOCK_SECONDS,
+    Computed,
+    generation_in,
+    generation_key,
+    lock_key,
+    refilled_marker,
+)
 from ops_center.cache_stats import CircuitBreaker, StatsRecorder, _shared
 
 logger = logging.getLogger(__name__)
@@ -62,7 +69,6 @@ DEFAULT_TTLS = {
 KEY_VERSION = "v1"
 # How long a stale value may still be served while one process recomputes it.
 STALE_GRACE_SECONDS = 30
-LOCK_SECONDS = 5
 COLD_MISS_WAIT_SECONDS = 0.5
 
 breaker = CircuitBreaker()
@@ -216,16 +222,12 @@ def _recompute(key: str, namespace: str, compute: Callable[[], Any], ttl: int, f
             stats.record(namespace, "sets")
         return value
     finally:
-        breaker.call(lambda: django_cache.delete(_lock_key(key)), fallback=None)
-
-
-def _lock_key(key: str) -> str:
-    return f"lock:{key}"
+        breaker.call(lambda: django_cache.delete(lock_key(key)), fallback=None)
 
 
 def _take_lock(key: str) -> bool:
     # On an open breaker, everyone computes: there is no shared place to coordinate.
-    return bool(breaker.call(lambda: django_cache.add(_lock_key(key), 1, LOCK_SECONDS), fallback=True))
+    return bool(breaker.call(lambda: django_cache.add(lock_key(key), 1, LOCK_SECONDS), fallback=True))
 
 
 def _wait_for_winner(key: str) -> Any:
