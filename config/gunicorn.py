@@ -55,24 +55,24 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Each worker replays the evictions that could not reach Redis (ops_center/cache.py, EvictionBacklog).
+    """Each worker replays the evictions that could not reach Redis (ops_center/cache_backlog.py).
 
     Every worker, not one: a write made during a Redis stall is recorded in
     PostgreSQL, and whichever worker sees Redis answer first evicts the old
     value for all of them. CACHE_EVICTION_REPLAY_INTERVAL=0 turns it off.
     """
-    from ops_center import cache
+    from ops_center.cache_backlog import start_replayer
 
-    cache.start_replayer()
+    start_replayer()
 
 
 def worker_exit(server, worker):
     """Stop the replay thread; it closes its own database connection."""
     try:
-        from ops_center import cache
+        from ops_center.cache_backlog import stop_replayer
     except Exception:  # a worker that failed to boot has nothing to stop
         return
-    cache.stop_replayer()
+    stop_replayer()
 
 
 # Prometheus multiprocess mode (ops_center/metrics.py): every worker writes its

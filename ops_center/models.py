@@ -38,7 +38,7 @@ class PendingEviction(models.Model):
     Written when an eviction fails (a Redis error or timeout, or an open
     circuit breaker), and in the same transaction as a revocation; every
     gunicorn worker replays the rows to Redis about twice a second and deletes
-    them once Redis has answered (ops_center/cache.py, ``EvictionBacklog``).
+    them once Redis has answered (ops_center/cache_backlog.py).
     Holds the cache's own key (``v1:credit_balance:user_42:balance``), without
     the deployment prefix: the table belongs to one deployment already.
     """

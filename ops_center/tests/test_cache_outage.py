@@ -8,7 +8,7 @@ from django.test import override_settings
 from redis.exceptions import RedisError
 
 from billing.services import credits_purchase
-from ops_center import cache
+from ops_center import cache, cache_backlog
 
 pytestmark = pytest.mark.django_db
 
@@ -146,5 +146,5 @@ def test_the_in_process_cache_keeps_no_backlog_and_runs_no_replayer(fresh_backlo
         with django_capture_on_commit_callbacks(execute=True):
             cache.invalidate_on_commit(keys=[cache.make_key("user_tier", "apikey_x")], durable=True)
         assert cache.get_value("user_tier", "apikey_x") is None
-        assert cache.start_replayer() is None
+        assert cache_backlog.start_replayer() is None
     assert not PendingEviction.objects.exists()
