@@ -184,8 +184,10 @@ def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int
     ttl = ttl if ttl is not None else ttl_for(namespace)
     marker = refilled_marker(key)
     found = _read_ahead.get()
+    generation = None  # unknown for an entry a fast path read ahead: read only if this request recomputes
     if key not in found:
         found = breaker.call(lambda: django_cache.get_many([key, marker, generation_key(key)]), fallback={})
+        generation = generation_in(found, key)
     entry = found.get(key, _MISSING)
     if marker in found:
         _note_read([marker])
@@ -195,35 +197,43 @@ def get_or_set(namespace: str, *parts: Any, compute: Callable[[], Any], ttl: int
             # Fresh, or stale while another process is already recomputing it.
             stats.record(namespace, "hits")
             return value, True
-        return _recompute(key, namespace, compute, ttl, found), False
+        return _recompute(key, namespace, compute, ttl, generation), False
 
     if breaker.is_open or _take_lock(key):
-        return _recompute(key, namespace, compute, ttl, found), False
+        return _recompute(key, namespace, compute, ttl, generation), False
     entry = _wait_for_winner(key)
     if entry is not _MISSING:
         stats.record(namespace, "hits")
         return entry[1], True
-    return _recompute(key, namespace, compute, ttl, found), False
+    return _recompute(key, namespace, compute, ttl, generation), False
 
 
-def _recompute(key: str, namespace: str, compute: Callable[[], Any], ttl: int, found: Mapping[str, Any]) -> Any:
-    """Compute the value and store it, unless a write evicted the key since ``found`` was read
-    (``cache_generations``): the value may predate that write, and the next read recomputes it."""
+def _recompute(key: str, namespace: str, compute: Callable[[], Any], ttl: int, generation: str | None) -> Any:
+    """Compute the value and store it, unless a write evicted the key since ``generation`` was read
+    (``cache_generations``; None: read it now): the value may predate that write, and the next read
+    recomputes it."""
     stats.record(namespace, "misses")
-    if generation_key(key) in found or key not in found:
-        generation = generation_in(found, key)
-    else:  # a stale entry read ahead, without its generation
+    if generation is None:
         generation = breaker.call(lambda: generations.read_generation(key), fallback="")
     try:
         value = compute()
-        computed = Computed(
-            key=key, entry=(time.time() + ttl, value), timeout=ttl + STALE_GRACE_SECONDS, generation=generation
-        )
+        computed = _computed(key, value, ttl, generation)
         if breaker.call(lambda: generations.store_if_current([computed]), fallback=None) is not None:
             stats.record(namespace, "sets")
         return value
     finally:
         breaker.call(lambda: django_cache.delete(lock_key(key)), fallback=None)
+
+
+def _computed(key: str, value: Any, ttl: int, generation: str, *, refilled: bool = False) -> Computed:
+    """A value as it is stored: with its soft expiry inside a hard TTL ``STALE_GRACE_SECONDS`` longer."""
+    return Computed(
+        key=key,
+        entry=(time.time() + ttl, value),
+        timeout=ttl + STALE_GRACE_SECONDS,
+        generation=generation,
+        refilled=refilled,
+    )
 
 
 def _take_lock(key: str) -> bool:
@@ -419,19 +429,9 @@ def evict_and_refill(keys: list[str], refillers: Mapping[str, Callable[[], Any]]
     except Exception as exc:
         logger.warning("could not refill %d cache keys after a write (%s)", len(in_use), type(exc).__name__)
         return
-    now = time.time()
-    computed = []
-    for key, value in fresh.items():
-        ttl = ttl_for(_namespace_of(key))
-        computed.append(
-            Computed(
-                key=key,
-                entry=(now + ttl, value),
-                timeout=ttl + STALE_GRACE_SECONDS,
-                generation=in_use[key],
-                refilled=True,
-            )
-        )
+    computed = [
+        _computed(key, value, ttl_for(_namespace_of(key)), in_use[key], refilled=True) for key, value in fresh.items()
+    ]
     if breaker.call(lambda: generations.store_if_current(computed), fallback=None) is not None:
         for key in fresh:
             stats.record(_namespace_of(key), "sets")

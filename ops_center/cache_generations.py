@@ -46,12 +46,15 @@ def lock_key(key: str) -> str:
 
 def generation_in(found: Mapping[str, Any], key: str) -> str:
     """The generation a ``get_many`` that asked for ``generation_key(key)`` found ("" for none yet)."""
-    value = found.get(generation_key(key))
-    return "" if value is None else str(value)
+    return _as_generation(found.get(generation_key(key)))
 
 
 def read_generation(key: str) -> str:
-    value = django_cache.get(generation_key(key))
+    return _as_generation(django_cache.get(generation_key(key)))
+
+
+def _as_generation(value: Any) -> str:
+    """As the store script compares it: Redis keeps the counter as text, "" where there is none."""
     return "" if value is None else str(value)
 
 

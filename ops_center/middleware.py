@@ -21,12 +21,11 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.deprecation import MiddlewareMixin
 
 from ops_center.api.errors import API_PREFIX
-
-BEARER = "bearer "
+from ops_center.api.fast_reads import bearer_key
 
 
 def is_api_key_call(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIX) and request.META.get("HTTP_AUTHORIZATION", "")[:7].lower() == BEARER
+    return request.path.startswith(API_PREFIX) and bearer_key(request) is not None
 
 
 class _BrowserOnly(MiddlewareMixin):
