@@ -77,7 +77,7 @@ test-sqlite: $(DEV_STAMP)
 # server connections to the test database, so it could not be dropped at the end (the throwaway
 # cluster goes anyway). `python -m pytest` puts the project on sys.path before -p loads the plugin.
 PGBOUNCER_PASS := $(SQLITE_PASS) ops_center/tests/test_replicas.py ops_center/tests/test_two_nodes.py \
-	ops_center/tests/test_health.py
+	ops_center/tests/test_health.py billing/tests/test_debit_at_once.py
 
 test-pgbouncer: $(DEV_STAMP)
 	$(BIN)/python scripts/test_services.py --pgbouncer -- $(BIN)/python -m pytest -p no:cacheprovider \

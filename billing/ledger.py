@@ -15,6 +15,7 @@ from billing.changes import LEDGER_ROW, USAGE
 from billing.models import CreditAccount, CreditTransaction
 from billing.money import CREDITS_PARAM, credits_from_db, credits_sql
 from ops_center import cache, metrics, replicas
+from ops_center.api import idempotency
 
 # Every column but the id, in model order: the INSERTs below are built once.
 _LEDGER_FIELDS = [field for field in CreditTransaction._meta.concrete_fields if not field.primary_key]
@@ -85,6 +86,38 @@ def debit_personal_balance(
     return _written(row), after, found[3]
 
 
+def debit_personal_balance_at_once(
+    *, user_id: int, cost: Decimal, service: str, units: int, claim: idempotency.Claim | None, **ledger_fields: Any
+) -> tuple[CreditTransaction, Decimal] | None:
+    """``debit_personal_balance`` as one statement that commits by itself, ``claim``'s record inside it.
+
+    One round trip instead of four (BEGIN, the debit, the idempotency record,
+    COMMIT), and a hot account's row lock held for that statement alone. For
+    PostgreSQL outside any transaction only. None, having written nothing, when
+    the debit must take ``debit_personal_balance``'s transaction instead: the
+    balance falls short, or the debit would emit a low-balance or depleted
+    alert, which must commit with it. Raises IntegrityError, having written
+    nothing, when the claim's key (or the ledger's) is already taken.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        raise RuntimeError("a debit that commits by itself needs PostgreSQL and no surrounding transaction")
+    row = CreditTransaction(
+        user_id=user_id, transaction_type=CreditTransaction.Type.USAGE, amount=-cost, **ledger_fields
+    )
+    params = _one_statement_params(row, cost=cost, service=service, units=units)
+    with connection.cursor() as cursor:
+        if claim is None:
+            cursor.execute(_QUIET_DEBIT, params)
+        else:
+            cursor.execute(_QUIET_CLAIMED_DEBIT, [*params, *claim.params()])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    row.id, row.created_at, after = found[0], found[1], credits_from_db(found[2])
+    row.credits_before, row.credits_after = after + cost, after
+    return _written(row), after
+
+
 def _debit_step_by_step(
     row: CreditTransaction, *, cost: Decimal, service: str, units: int
 ) -> tuple[CreditTransaction, Decimal, Decimal | None] | None:
@@ -115,25 +148,40 @@ ACCOUNT_BALANCE_CHANGE = (
 # account's updated_at, moved to the app's time or a microsecond past the last change,
 # whichever is later: the statement may wait for the row lock, and history ordered by time
 # must still follow the balance chain. The rollups take their day from that stamp.
-_DEBIT_STAMPING_THE_ACCOUNT = (
-    f"UPDATE {CreditAccount._meta.db_table} SET balance = {_NEW_BALANCE}, "  # noqa: S608
-    "updated_at = GREATEST(%s, updated_at + interval '1 microsecond') "
-    f"WHERE user_id = %s AND {_NEW_BALANCE} >= 0 RETURNING balance, updated_at, low_balance_threshold"
-)
 _FROM_DEBIT = {"credits_before": "balance + %s", "credits_after": "balance", "created_at": "updated_at"}
 _LEDGER_FROM_DEBIT = [_FROM_DEBIT.get(field.attname, "%s") for field in _LEDGER_FIELDS]
 _UTC_DAY = "(ledger.created_at AT TIME ZONE 'UTC')::date"
-_ONE_STATEMENT_DEBIT = (
-    f"WITH debited AS ({_DEBIT_STAMPING_THE_ACCOUNT}), "  # noqa: S608 - our identifiers and fragments
-    f"ledger AS (INSERT INTO {CreditTransaction._meta.db_table} ({_LEDGER_COLUMNS}) "
-    f"SELECT {', '.join(_LEDGER_FROM_DEBIT)} FROM debited RETURNING id, created_at), "
-    f"usage AS ({rollups.USAGE_INSERT} SELECT %s, NULL, {_UTC_DAY}, %s, %s, %s, 1 FROM ledger "
-    f"{rollups.usage_on_conflict(org_billed=False)}), "
-    f"activity AS ({rollups.USER_ACTIVITY_INSERT} SELECT %s, {_UTC_DAY} FROM ledger, usage WHERE usage.events = 1 "
-    f"{rollups.USER_ACTIVITY_ON_CONFLICT}), "
-    f"flow AS ({rollups.FLOW_INSERT} SELECT {_UTC_DAY}, %s, 0, %s, 0, 0 FROM ledger {rollups.FLOW_ON_CONFLICT}) "
-    # The threshold rides along for the low-balance alert: no query of its own.
-    "SELECT ledger.id, ledger.created_at, debited.balance, debited.low_balance_threshold FROM ledger, debited"
+
+
+def _debit_statement(*, floor: str, claim: str = "") -> str:
+    """The personal debit as one statement: the account's UPDATE, when the new balance is above ``floor``,
+    feeds the ledger row, the rollups and ``claim`` (more CTEs, reading ``ledger``)."""
+    return (
+        f"WITH debited AS (UPDATE {CreditAccount._meta.db_table} SET balance = {_NEW_BALANCE}, "  # noqa: S608
+        "updated_at = GREATEST(%s, updated_at + interval '1 microsecond') "
+        f"WHERE user_id = %s AND {_NEW_BALANCE} {floor} RETURNING balance, updated_at, low_balance_threshold), "
+        f"ledger AS (INSERT INTO {CreditTransaction._meta.db_table} ({_LEDGER_COLUMNS}) "
+        f"SELECT {', '.join(_LEDGER_FROM_DEBIT)} FROM debited RETURNING id, created_at), "
+        f"usage AS ({rollups.USAGE_INSERT} SELECT %s, NULL, {_UTC_DAY}, %s, %s, %s, 1 FROM ledger "
+        f"{rollups.usage_on_conflict(org_billed=False)}), "
+        f"activity AS ({rollups.USER_ACTIVITY_INSERT} SELECT %s, {_UTC_DAY} FROM ledger, usage "
+        f"WHERE usage.events = 1 {rollups.USER_ACTIVITY_ON_CONFLICT}), "
+        f"flow AS ({rollups.FLOW_INSERT} SELECT {_UTC_DAY}, %s, 0, %s, 0, 0 FROM ledger {rollups.FLOW_ON_CONFLICT})"
+        f"{claim} "
+        # The threshold rides along for the low-balance alert: no query of its own.
+        "SELECT ledger.id, ledger.created_at, debited.balance, debited.low_balance_threshold FROM ledger, debited"
+    )
+
+
+_ONE_STATEMENT_DEBIT = _debit_statement(floor=">= 0")
+# A debit that commits by itself cannot emit an alert in its transaction, so it leaves alone a
+# balance that would reach 0 or fall from above its low-balance threshold to at or below it
+# (billing.alerts: crossed, depleted): the new balance must stay above both. GREATEST skips a
+# NULL, so without a threshold, or from a balance already at or below it, the floor is 0.
+_QUIET_FLOOR = "> GREATEST(0, CASE WHEN balance > low_balance_threshold THEN low_balance_threshold END)"
+_QUIET_DEBIT = _debit_statement(floor=_QUIET_FLOOR)
+_QUIET_CLAIMED_DEBIT = _debit_statement(
+    floor=_QUIET_FLOOR, claim=f", claimed AS ({idempotency.CLAIM_INSERT} FROM ledger)"
 )
 
 

@@ -30,10 +30,16 @@ from billing.errors import (
     UnknownPackage,
     UnknownService,
 )
-from billing.ledger import ACCOUNT_BALANCE_CHANGE, debit_personal_balance, write_ledger
+from billing.ledger import (
+    ACCOUNT_BALANCE_CHANGE,
+    debit_personal_balance,
+    debit_personal_balance_at_once,
+    write_ledger,
+)
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
 from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_from_db, credits_sql, to_credits
 from billing.payments import get_gateway
+from ops_center.api.idempotency import Claim
 from orgs.models import Membership, User
 from orgs.selectors import membership_role
 from webhooks.models import EventType
@@ -161,23 +167,68 @@ def credits_consume(
     idempotency_key: str | None = None,
 ) -> CreditsResult:
     """Meter usage: debit the personal balance, or the caller's allocation in ``org_id``."""
+    cost, ledger_fields = _priced_usage(
+        service=service, units=units, credits=credits, description=description, idempotency_key=idempotency_key
+    )
+    if org_id is None:
+        return _consume_personal(user_id=user.pk, cost=cost, service=service, units=units, ledger_fields=ledger_fields)
+    return _consume_from_allocation(
+        user_id=user.pk, org_id=org_id, cost=cost, service=service, units=units, ledger_fields=ledger_fields
+    )
+
+
+def credits_consume_at_once(
+    *,
+    user: User,
+    service: str,
+    units: int,
+    credits: Decimal | None = None,
+    org_id: int | None = None,
+    description: str = "",
+    claim: Claim | None = None,
+) -> CreditsResult | None:
+    """``credits_consume`` of the personal balance as one statement that commits by itself, with
+    ``claim`` (the Idempotency-Key's record) inside it; for callers outside any transaction.
+
+    None, having written nothing, when the debit must take ``credits_consume``'s
+    transaction: an org's allocation, the SQLite quick start, a balance that
+    falls short, or a debit that emits a low-balance alert. Refuses bad input
+    as ``credits_consume`` does. Raises IntegrityError, having written nothing,
+    when the key is already taken.
+    """
+    if org_id is not None or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    cost, ledger_fields = _priced_usage(
+        service=service,
+        units=units,
+        credits=credits,
+        description=description,
+        idempotency_key=claim.key if claim else None,
+    )
+    debited = debit_personal_balance_at_once(
+        user_id=user.pk, cost=cost, service=service, units=units, claim=claim, **ledger_fields
+    )
+    if debited is None:
+        return None
+    ledger_row, after = debited
+    return CreditsResult(transaction=ledger_row, balance=after)
+
+
+def _priced_usage(
+    *, service: str, units: int, credits: Decimal | None, description: str, idempotency_key: str | None
+) -> tuple[Decimal, dict]:
+    """The cost of metered usage, and its ledger row's description, metadata and key."""
     rule = selectors.pricing_rule(service=service)
     if rule is None:
         raise UnknownService(details={"service": service})
     cost = to_credits(credits if credits is not None else rule["credits_per_unit"] * units)
     if not ZERO_CREDITS < cost <= CREDIT_MAX_VALUE:
         raise InvalidCost(details={"credits": cost, "max": CREDIT_MAX_VALUE})
-
-    ledger_fields = {
+    return cost, {
         "description": description or f"Usage: {service}",
         "metadata": {"service": service, "units": units, "credits_per_unit": str(rule["credits_per_unit"])},
         "idempotency_key": idempotency_key,
     }
-    if org_id is None:
-        return _consume_personal(user_id=user.pk, cost=cost, service=service, units=units, ledger_fields=ledger_fields)
-    return _consume_from_allocation(
-        user_id=user.pk, org_id=org_id, cost=cost, service=service, units=units, ledger_fields=ledger_fields
-    )
 
 
 def _consume_personal(*, user_id: int, cost: Decimal, service: str, units: int, ledger_fields: dict) -> CreditsResult:

@@ -14,14 +14,21 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=128)
     endpoint = models.CharField(max_length=200)
     request_fingerprint = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField()
+    # Both NULL: the write recorded its key inside its own statement, before its answer existed
+    # (a one-statement debit), and a replay renders the answer from the rows that write left.
+    status_code = models.PositiveSmallIntegerField(null=True)
     # The rendered JSON text, not jsonb: a replay must repeat the first body byte for byte.
-    response_body = models.TextField()
+    response_body = models.TextField(null=True)  # noqa: DJ001 - NULL means "rendered from the write's rows"
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user_id", "key"], name="uniq_idempotency_user_key"),
+            models.CheckConstraint(
+                condition=models.Q(status_code__isnull=True, response_body__isnull=True)
+                | models.Q(status_code__isnull=False, response_body__isnull=False),
+                name="idempotency_answer_whole_or_rendered_later",
+            ),
         ]
         indexes = [
             # purge_idempotency_keys deletes by age.

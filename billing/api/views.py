@@ -108,7 +108,22 @@ def _purchase(user, idempotency_key, data):
 
 def _consume(user, idempotency_key, data):
     result = services.credits_consume(user=user, idempotency_key=idempotency_key, **data)
-    return 201, {"transaction": serializers.transaction_out(result.transaction), "balance": result.balance}
+    return 201, _consumed(result.transaction, result.balance)
+
+
+def _consume_at_once(user, claim, data):
+    result = services.credits_consume_at_once(user=user, claim=claim, **data)
+    return None if result is None else (201, _consumed(result.transaction, result.balance))
+
+
+def _consumed_by_key(user_id, idempotency_key):
+    """The first answer to a debit claimed at once, from its ledger row (the balance after is the row's)."""
+    row = selectors.ledger_row_by_key(user_id=user_id, idempotency_key=idempotency_key)
+    return 201, _consumed(row, row.credits_after)
+
+
+def _consumed(ledger_row, balance):
+    return {"transaction": serializers.transaction_out(ledger_row), "balance": balance}
 
 
 class PurchaseView(FastWriteMixin, APIView):
@@ -136,6 +151,8 @@ class UsageView(FastWriteMixin, APIView):
         write=_consume,
         user_from_principal=user_from_principal,
         read_ahead=_pricing_rule_of,
+        write_at_once=_consume_at_once,
+        rendered_later=_consumed_by_key,
     )
 
     @extend_schema(

@@ -84,6 +84,13 @@ def personal_balance_amount(*, user_id: int) -> Decimal:
     return balance if balance is not None else ZERO_CREDITS
 
 
+def ledger_row_by_key(*, user_id: int, idempotency_key: str) -> CreditTransaction:
+    """The ledger row a keyed write left (one per user and key, by the ledger's unique constraint)."""
+    return CreditTransaction.objects.using(router.db_for_write(CreditTransaction)).get(
+        user_id=user_id, idempotency_key=idempotency_key
+    )
+
+
 def allocation_remaining(*, user_id: int, org_id: int) -> Decimal:
     remaining = (
         CreditAllocation.objects.filter(user_id=user_id, pool__org_id=org_id)

@@ -131,13 +131,39 @@ def test_a_keyed_debit_is_the_debit_statement_and_the_record_and_nothing_else(us
     with CaptureQueriesContext(connection) as queries:
         response = user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="counted")
 
-    # then: one transaction holding the debit (the UPDATE, the ledger INSERT and the rollups in one
-    # WITH statement, with no savepoint around it), then the idempotency record
+    # then: one statement that commits by itself: the UPDATE, the ledger INSERT, the rollups and the
+    # key's record, whose answer is left to be rendered from the ledger row
+    assert response.status_code == 201
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert [sql.split()[0] for sql in statements] == ["WITH"], statements
+    assert f"INSERT INTO {IdempotencyRecord._meta.db_table}" in statements[0]
+    record = IdempotencyRecord.objects.get(user_id=user.pk, key="counted")
+    assert (record.status_code, record.response_body) == (None, None)
+
+
+@pytest.mark.postgresql_only("the personal debit is one CTE statement on PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_keyed_debit_that_crosses_the_alert_threshold_takes_a_transaction_with_its_record(
+    user_api, user, default_catalog
+):
+    # given: 5 credits, with a low-balance threshold at 4.5
+    credits_purchase(user=user, credits=Decimal("5"))
+    assert user_api.put("/api/v1/credits/alerts", {"low_balance_threshold": "4.5"}, format="json").status_code == 200
+    body = {"service": "embedding", "units": 1, "credits": "0.25"}
+    assert user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="warm").status_code == 201
+
+    with CaptureQueriesContext(connection) as queries:
+        response = user_api.post("/api/v1/credits/usage", body, format="json", HTTP_IDEMPOTENCY_KEY="crossing")
+
+    # then: the one statement declines (4.75 -> 4.5 crosses); the debit, its alert (the SELECT finds
+    # no webhook endpoint to send it to) and the record commit together, the record whole
     assert response.status_code == 201
     statements = [query["sql"] for query in queries.captured_queries]
     steps = [sql.split()[0] for sql in statements]
-    assert steps == ["BEGIN", "WITH", "INSERT", "COMMIT"], statements
-    assert IdempotencyRecord._meta.db_table in statements[2]
+    assert steps == ["WITH", "BEGIN", "WITH", "SELECT", "INSERT", "COMMIT"], statements
+    assert f"INSERT INTO {IdempotencyRecord._meta.db_table}" in statements[-2]
+    record = IdempotencyRecord.objects.get(user_id=user.pk, key="crossing")
+    assert (record.status_code, orjson.loads(record.response_body)) == (201, response.json())
 
 
 class KeyHonouringGateway:

@@ -8,7 +8,9 @@ request the short way: the caller's principal from Redis (as ``fast_reads``
 does) in the same round trip as the cached values the write will read (its
 ``read_ahead``: a debit's pricing rule), the write throttle, the view's own
 input serializer, the service and the idempotency record in one transaction,
-and an orjson body.
+and an orjson body. A write that can be one statement (``write_at_once``: a
+personal debit that emits no alert) is tried first, committing by itself with
+its key's claim inside it, and takes the transaction only when it declines.
 
 It is only ever a shortcut to the same answer. It answers a success, and a
 service's refusal (402 and the rest) of a request without an Idempotency-Key,
@@ -28,7 +30,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.response import Response
@@ -62,6 +64,11 @@ class FastWrite:
     user_from_principal: Callable[[dict], Any]
     # Cache keys (namespace, *parts) the write will read, from the raw body: fetched in the principal's round trip.
     read_ahead: Callable[[dict], list[tuple]] = lambda _body: []
+    # The write as one statement that commits by itself, the key's Claim inside it, tried first outside
+    # a transaction: (status, body), or None when ``write`` must run in its transaction instead.
+    write_at_once: Callable[[Any, idempotency.Claim | None, dict], tuple[int, Any] | None] | None = None
+    # A replay's answer for a key that write_at_once claimed, rendered from the rows it wrote.
+    rendered_later: idempotency.RenderedLater | None = None
 
 
 def _flat_body(request: HttpRequest) -> dict | None:
@@ -121,10 +128,15 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
 
     try:
         with cache.reading_ahead(found):
-            if idempotency_key is None:
+            request_fingerprint = None if idempotency_key is None else idempotency.fingerprint(request.path, data)
+            answer = _written_at_once(
+                fast_write, user, body.validated_data, idempotency_key, request, request_fingerprint
+            )
+            if answer is not None:
+                status, payload = answer
+            elif idempotency_key is None:
                 status, payload = write()
             else:
-                request_fingerprint = idempotency.fingerprint(request.path, data)
                 status, payload = idempotency.write_once(
                     user_id, idempotency_key, request.path, request_fingerprint, write, answer_of=lambda answer: answer
                 )
@@ -136,6 +148,22 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
         return None
     cache.record_hits([PRINCIPAL_NAMESPACE])
     return json_response(payload, headers, status)
+
+
+def _written_at_once(
+    fast_write: FastWrite,
+    user: Any,
+    data: dict,
+    idempotency_key: str | None,
+    request: HttpRequest,
+    request_fingerprint: str | None,
+) -> tuple[int, Any] | None:
+    if fast_write.write_at_once is None or connection.in_atomic_block:
+        return None
+    claim = None
+    if idempotency_key is not None:
+        claim = idempotency.Claim(user.pk, idempotency_key, request.path, request_fingerprint)
+    return fast_write.write_at_once(user, claim, data)
 
 
 class FastWriteMixin(ViewBase):
@@ -159,4 +187,4 @@ class FastWriteMixin(ViewBase):
             status, payload = self.fast_write.write(request.user, idempotency_key, body.validated_data)
             return Response(payload, status=status)
 
-        return idempotency.run_idempotent(request, write)
+        return idempotency.run_idempotent(request, write, rendered_later=self.fast_write.rendered_later)

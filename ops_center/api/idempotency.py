@@ -15,6 +15,12 @@ database transaction, so the write and its record commit together or not at all:
 * if the first request fails, nothing is recorded and a retry runs afresh;
 * the same key with a different body is a 422.
 
+A write that is one statement committing by itself (the fast path's personal
+debit) cannot know its answer before it commits. It records its key inside
+that statement instead (a ``Claim``, answer left NULL): a concurrent request
+with the same key fails on the unique index, so its statement writes nothing,
+and replays render the answer from the rows the first write left.
+
 So a handler may run more than once for one key, but only one run commits: it
 must keep every effect inside the transaction, or make the effect idempotent by
 the key itself (the payment gateway is charged with a key derived from it).
@@ -22,7 +28,8 @@ the key itself (the payment gateway is charged with a key derived from it).
 
 import hashlib
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import orjson
 from django.db import IntegrityError, connection, transaction
@@ -64,8 +71,17 @@ def fingerprint(path: str, data: object) -> str:
     return hashlib.sha256(path.encode() + b"\n" + canonical).hexdigest()
 
 
-def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -> Response:
-    """Run ``handle(key)`` so that it takes effect at most once per (user, key); ``handle`` must be transactional."""
+# (user id, Idempotency-Key) -> (status code, response body) of a write whose record holds no answer
+RenderedLater = Callable[[int, str], tuple[int, Any]]
+
+
+def run_idempotent(
+    request: Request, handle: Callable[[str | None], Response], *, rendered_later: RenderedLater | None = None
+) -> Response:
+    """Run ``handle(key)`` so that it takes effect at most once per (user, key); ``handle`` must be transactional.
+
+    ``rendered_later`` answers a replay of a key recorded by a ``Claim`` (the endpoint's one-statement write).
+    """
     key = idempotency_key_of(request)
     if key is None:
         return handle(None)
@@ -86,12 +102,12 @@ def run_idempotent(request: Request, handle: Callable[[str | None], Response]) -
         taken = _stored(user_id, key)
         if taken is None:  # ON CONFLICT waited for the other request's commit, so its record is there
             raise RuntimeError("the Idempotency-Key's record is missing after a conflict") from None
-        return _replay(taken, request_fingerprint)
+        return _replay(taken, request_fingerprint, rendered_later)
     except (ApplicationError, APIException, IntegrityError):  # refused, or beaten to the ledger's own unique key
         stored = _stored(user_id, key)
         if stored is None:
             raise
-        return _replay(stored, request_fingerprint)
+        return _replay(stored, request_fingerprint, rendered_later)
     return response
 
 
@@ -134,17 +150,46 @@ def record(user_id: int, key: str, endpoint: str, request_fingerprint: str, stat
         return cursor.fetchone() is not None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A key to record inside a write's own statement, for an answer rendered from its rows on replay."""
+
+    user_id: int
+    key: str
+    endpoint: str
+    request_fingerprint: str
+
+    def params(self) -> list:
+        """The parameters of ``CLAIM_INSERT``."""
+        return [self.user_id, self.key, self.endpoint, self.request_fingerprint]
+
+
+# Followed by `FROM <a CTE that yields one row when the write happened>`. No ON CONFLICT: a key
+# already taken fails the whole statement, so its write is undone with it.
+CLAIM_INSERT = (
+    f"INSERT INTO {IdempotencyRecord._meta.db_table} "
+    "(user_id, key, endpoint, request_fingerprint, status_code, response_body, created_at) "
+    "SELECT %s, %s, %s, %s, NULL, NULL, CURRENT_TIMESTAMP"
+)
+
+
 def _stored(user_id: int, key: str) -> IdempotencyRecord | None:
     return IdempotencyRecord.objects.filter(user_id=user_id, key=key).first()
 
 
-def _replay(record: IdempotencyRecord, request_fingerprint: str) -> Response:
+def _replay(record: IdempotencyRecord, request_fingerprint: str, rendered_later: RenderedLater | None) -> Response:
     if record.request_fingerprint != request_fingerprint:
         raise Unprocessable(
             "This Idempotency-Key was already used with a different request.",
             code="idempotency_key_reused",
             details={"idempotency_key": record.key},
         )
-    response = Response(orjson.loads(record.response_body), status=record.status_code)
+    if record.response_body is not None:
+        status, data = record.status_code, orjson.loads(record.response_body)
+    elif rendered_later is not None:  # the same fingerprint, so the same endpoint: the one that claimed it
+        status, data = rendered_later(record.user_id, record.key)
+    else:
+        raise RuntimeError(f"{record.endpoint} recorded key {record.key!r} without an answer and cannot render one")
+    response = Response(data, status=status)
     response["Idempotent-Replayed"] = "true"
     return response
