@@ -128,17 +128,25 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
 
     try:
         with cache.reading_ahead(found):
-            request_fingerprint = None if idempotency_key is None else idempotency.fingerprint(request.path, data)
-            answer = _written_at_once(
-                fast_write, user, body.validated_data, idempotency_key, request, request_fingerprint
-            )
+            claim = None
+            if idempotency_key is not None:
+                fingerprint = idempotency.fingerprint(request.path, data)
+                claim = idempotency.Claim(user_id, idempotency_key, request.path, fingerprint)
+            answer = None
+            if fast_write.write_at_once is not None and not connection.in_atomic_block:
+                answer = fast_write.write_at_once(user, claim, body.validated_data)
             if answer is not None:
                 status, payload = answer
-            elif idempotency_key is None:
+            elif claim is None:
                 status, payload = write()
             else:
                 status, payload = idempotency.write_once(
-                    user_id, idempotency_key, request.path, request_fingerprint, write, answer_of=lambda answer: answer
+                    claim.user_id,
+                    claim.key,
+                    claim.endpoint,
+                    claim.request_fingerprint,
+                    write,
+                    answer_of=lambda answer: answer,
                 )
     except ApplicationError as refusal:
         if idempotency_key is not None:
@@ -148,22 +156,6 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
         return None
     cache.record_hits([PRINCIPAL_NAMESPACE])
     return json_response(payload, headers, status)
-
-
-def _written_at_once(
-    fast_write: FastWrite,
-    user: Any,
-    data: dict,
-    idempotency_key: str | None,
-    request: HttpRequest,
-    request_fingerprint: str | None,
-) -> tuple[int, Any] | None:
-    if fast_write.write_at_once is None or connection.in_atomic_block:
-        return None
-    claim = None
-    if idempotency_key is not None:
-        claim = idempotency.Claim(user.pk, idempotency_key, request.path, request_fingerprint)
-    return fast_write.write_at_once(user, claim, data)
 
 
 class FastWriteMixin(ViewBase):
