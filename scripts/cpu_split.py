@@ -43,8 +43,11 @@ def backend_pids(dsn: str, database: str) -> set[int]:
 
 
 def cpu_of(pids: set[int]) -> dict[int, float]:
+    """CPU seconds of each process still running (server_cpu reads a finished one as 0)."""
     found = {}
     for pid in pids:
+        if not Path(f"/proc/{pid}").exists():
+            continue
         try:
             found[pid] = server_cpu.process_cpu_s(pid)
         except (OSError, ValueError, IndexError, TypeError):
@@ -66,6 +69,8 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the load command after --")
+    if args.requests is None and args.summary is None and not {"--results", "--output"} & set(command):
+        parser.error("cannot count the requests: give --requests or --summary, or --results/--output to the command")
 
     app_root = server_cpu.find_listener(args.app_port)
     redis_root = server_cpu.find_listener(args.redis_port)
@@ -99,7 +104,13 @@ def main() -> int:
     }
     figures = {tier: round(1000 * cpu / requests, 3) for tier, cpu in tiers.items()}
     figures["total"] = round(sum(figures.values()), 3)
-    result = {"requests": requests, "cpu_ms_per_request": figures, "command_status": done.returncode}
+    result = {
+        "requests": requests,
+        "cpu_ms_per_request": figures,
+        # Their CPU during the run is not counted: a low PostgreSQL figure if this is not 0.
+        "postgresql_backends_ended": len(set(pg_before) - set(pg_after)),
+        "command_status": done.returncode,
+    }
     print(json.dumps(result))
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")
