@@ -7,8 +7,9 @@ import pytest
 import time_machine
 from django.core.management import call_command
 
+from billing.allocations import pool_allocate
 from billing.models import CreditFlowDaily, OrgUsageDaily, RevenueDaily, UsageDaily, UserActivity
-from billing.services import credits_adjust, credits_consume, credits_purchase, pool_allocate
+from billing.services import credits_adjust, credits_consume, credits_purchase
 from billing.tests.factories import CreditPoolFactory, PlanFactory, SubscriptionFactory
 from ops_center.tests.api_support import SchemaCheckedClient
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory

@@ -5,7 +5,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors, services
+from billing import allocations, selectors
 from billing.api import org_serializers
 from billing.api.serializers import transaction_out
 from billing.errors import PoolNotFound, SubscriptionNotFound
@@ -109,7 +109,7 @@ class AllocationsView(APIView):
         body.is_valid(raise_exception=True)
 
         def allocate(_idempotency_key):
-            result = services.pool_allocate(actor=request.user, org_id=org_id, **body.validated_data)
+            result = allocations.pool_allocate(actor=request.user, org_id=org_id, **body.validated_data)
             allocation = selectors.member_allocation(org_id=org_id, user_id=result.allocation.user_id)
             ledger_row = transaction_out(result.transaction) if result.transaction else None
             return Response({"allocation": allocation, "transaction": ledger_row})

@@ -6,9 +6,10 @@ from itertools import pairwise
 import pytest
 from django.db.models import Sum
 
+from billing.allocations import pool_allocate
 from billing.errors import AllocationBelowUsage, InsufficientCredits, PoolExhausted
 from billing.models import CreditAllocation, CreditPool, CreditTransaction
-from billing.services import credits_consume, pool_allocate
+from billing.services import credits_consume
 from billing.tests.factories import CreditPoolFactory
 from ops_center.tests.api_support import SchemaCheckedClient
 from ops_center.tests.threads import run_in_threads

@@ -12,8 +12,9 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache as django_cache
 
+from billing.allocations import pool_allocate
 from billing.models import CreditPool
-from billing.services import credits_adjust, credits_consume, credits_purchase, pool_allocate
+from billing.services import credits_adjust, credits_consume, credits_purchase
 from billing.tests.factories import CreditAllocationFactory, CreditPoolFactory, PlanFactory, SubscriptionFactory
 from ops_center import cache
 from ops_center.tests.api_support import redis_calls

@@ -9,6 +9,7 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from billing.allocations import pool_allocate
 from billing.cycles import pool_refresh
 from billing.models import (
     CreditAccount,
@@ -19,7 +20,7 @@ from billing.models import (
     UsageDaily,
     UserActivity,
 )
-from billing.services import credits_consume, credits_purchase, pool_allocate
+from billing.services import credits_consume, credits_purchase
 from billing.tests.factories import CreditPoolFactory
 from orgs.models import Membership
 from orgs.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
