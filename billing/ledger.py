@@ -15,7 +15,7 @@ from billing.changes import LEDGER_ROW, USAGE
 from billing.models import CreditAccount, CreditTransaction
 from billing.money import CREDITS_PARAM, credits_from_db, credits_sql
 from ops_center import cache, metrics, replicas
-from ops_center.api import idempotency
+from ops_center.idempotency_claims import CLAIM_INSERT, Claim
 
 # Every column but the id, in model order: the INSERTs below are built once.
 _LEDGER_FIELDS = [field for field in CreditTransaction._meta.concrete_fields if not field.primary_key]
@@ -87,7 +87,7 @@ def debit_personal_balance(
 
 
 def debit_personal_balance_at_once(
-    *, user_id: int, cost: Decimal, service: str, units: int, claim: idempotency.Claim | None, **ledger_fields: Any
+    *, user_id: int, cost: Decimal, service: str, units: int, claim: Claim | None, **ledger_fields: Any
 ) -> tuple[CreditTransaction, Decimal] | None:
     """``debit_personal_balance`` as one statement that commits by itself, ``claim``'s record inside it.
 
@@ -180,9 +180,7 @@ _ONE_STATEMENT_DEBIT = _debit_statement(floor=">= 0")
 # NULL, so without a threshold, or from a balance already at or below it, the floor is 0.
 _QUIET_FLOOR = "> GREATEST(0, CASE WHEN balance > low_balance_threshold THEN low_balance_threshold END)"
 _QUIET_DEBIT = _debit_statement(floor=_QUIET_FLOOR)
-_QUIET_CLAIMED_DEBIT = _debit_statement(
-    floor=_QUIET_FLOOR, claim=f", claimed AS ({idempotency.CLAIM_INSERT} FROM ledger)"
-)
+_QUIET_CLAIMED_DEBIT = _debit_statement(floor=_QUIET_FLOOR, claim=f", claimed AS ({CLAIM_INSERT} FROM ledger)")
 
 
 def _one_statement_params(row: CreditTransaction, *, cost: Decimal, service: str, units: int) -> list:

@@ -35,7 +35,7 @@ from billing.ledger import (
 from billing.models import CreditAccount, CreditAllocation, CreditPackage, CreditPool, CreditTransaction, Invoice
 from billing.money import CREDIT_MAX_VALUE, CREDITS_PARAM, ZERO_CREDITS, credits_from_db, credits_sql, to_credits
 from billing.payments import get_gateway
-from ops_center.api.idempotency import Claim
+from ops_center.idempotency_claims import Claim
 from orgs.models import User
 from orgs.selectors import membership_role
 from webhooks.models import EventType

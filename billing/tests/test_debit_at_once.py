@@ -14,7 +14,7 @@ from billing import alerts
 from billing.models import CreditAccount, CreditTransaction
 from billing.services import credits_consume_at_once, credits_purchase
 from ops_center.api import fast_reads
-from ops_center.api.idempotency import Claim
+from ops_center.idempotency_claims import Claim
 from ops_center.models import IdempotencyRecord
 from ops_center.tests.api_support import SchemaCheckedClient, assert_error
 from ops_center.tests.threads import run_in_threads

@@ -42,6 +42,7 @@ from ops_center.api.fast_reads import ViewBase, bearer_key, json_response, key_o
 from ops_center.api.keys import PRINCIPAL_NAMESPACE, hash_api_key, principal_part
 from ops_center.api.throttling import WriteRateThrottle
 from ops_center.errors import ApplicationError
+from ops_center.idempotency_claims import Claim
 
 _INT64 = range(-(2**63), 2**63)
 _JSON_TYPES = ("application/json", "application/json; charset=utf-8")
@@ -66,7 +67,7 @@ class FastWrite:
     read_ahead: Callable[[dict], list[tuple]] = lambda _body: []
     # The write as one statement that commits by itself, the key's Claim inside it, tried first outside
     # a transaction: (status, body), or None when ``write`` must run in its transaction instead.
-    write_at_once: Callable[[Any, idempotency.Claim | None, dict], tuple[int, Any] | None] | None = None
+    write_at_once: Callable[[Any, Claim | None, dict], tuple[int, Any] | None] | None = None
     # A replay's answer for a key that write_at_once claimed, rendered from the rows it wrote.
     rendered_later: idempotency.RenderedLater | None = None
 
@@ -131,7 +132,7 @@ def serve(fast_write: FastWrite, request: HttpRequest, headers: Mapping[str, str
             claim = None
             if idempotency_key is not None:
                 fingerprint = idempotency.fingerprint(request.path, data)
-                claim = idempotency.Claim(user_id, idempotency_key, request.path, fingerprint)
+                claim = Claim(user_id, idempotency_key, request.path, fingerprint)
             answer = None
             if fast_write.write_at_once is not None and not connection.in_atomic_block:
                 answer = fast_write.write_at_once(user, claim, body.validated_data)

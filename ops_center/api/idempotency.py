@@ -17,7 +17,7 @@ database transaction, so the write and its record commit together or not at all:
 
 A write that is one statement committing by itself (the fast path's personal
 debit) cannot know its answer before it commits. It records its key inside
-that statement instead (a ``Claim``, answer left NULL): a concurrent request
+that statement instead (``ops_center.idempotency_claims.Claim``, answer left NULL): a concurrent request
 with the same key fails on the unique index, so its statement writes nothing,
 and replays render the answer from the rows the first write left.
 
@@ -28,7 +28,6 @@ the key itself (the payment gateway is charged with a key derived from it).
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -148,29 +147,6 @@ def record(user_id: int, key: str, endpoint: str, request_fingerprint: str, stat
     with connection.cursor() as cursor:
         cursor.execute(_RECORD, [user_id, key, endpoint, request_fingerprint, status_code, body])
         return cursor.fetchone() is not None
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A key to record inside a write's own statement, for an answer rendered from its rows on replay."""
-
-    user_id: int
-    key: str
-    endpoint: str
-    request_fingerprint: str
-
-    def params(self) -> list:
-        """The parameters of ``CLAIM_INSERT``."""
-        return [self.user_id, self.key, self.endpoint, self.request_fingerprint]
-
-
-# Followed by `FROM <a CTE that yields one row when the write happened>`. No ON CONFLICT: a key
-# already taken fails the whole statement, so its write is undone with it.
-CLAIM_INSERT = (
-    f"INSERT INTO {IdempotencyRecord._meta.db_table} "
-    "(user_id, key, endpoint, request_fingerprint, status_code, response_body, created_at) "
-    "SELECT %s, %s, %s, %s, NULL, NULL, CURRENT_TIMESTAMP"
-)
 
 
 def _stored(user_id: int, key: str) -> IdempotencyRecord | None:
