@@ -4,7 +4,11 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+# Imported once Django is set up: cache hits of the fast-read views skip Django's handler.
+from ops_center.fast_wsgi import FastReadApplication  # noqa: E402
+
+application = FastReadApplication(django_application)
 
 
 def require_static_manifest() -> None:
