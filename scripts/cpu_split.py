@@ -9,7 +9,10 @@ Samples /proc (utime + stime) before and after COMMAND runs, for:
   (loadtests.benchmark.server_cpu, the figure the load runner prints too);
 * PostgreSQL: the backends connected to --database (from pg_stat_activity, so
   other databases of a shared server are left out; its WAL writer,
-  checkpointer and background writer are not counted and are shared anyway);
+  checkpointer and background writer are not counted and are shared anyway).
+  They are polled every --poll seconds during the run, so a backend that
+  starts and ends within it (CONN_MAX_AGE recycles connections) counts up to
+  its last poll;
 * Redis: the redis-server listening on --redis-port, whole (give it a Redis of
   its own: another tenant's commands would be counted).
 
@@ -24,6 +27,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psycopg
@@ -34,11 +38,10 @@ sys.path.insert(0, str(ROOT))
 from loadtests.benchmark import server_cpu  # noqa: E402
 
 
-def backend_pids(dsn: str, database: str) -> set[int]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
-        ).fetchall()
+def backend_pids(conn: psycopg.Connection, database: str) -> set[int]:
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+    ).fetchall()
     return {pid for (pid,) in rows}
 
 
@@ -55,12 +58,51 @@ def cpu_of(pids: set[int]) -> dict[int, float]:
     return found
 
 
+class BackendWatch:
+    """The last CPU reading of every backend of the database seen since start(), polled in a thread.
+
+    A backend that ends keeps its last reading, so at most one poll interval of its CPU is lost.
+    """
+
+    def __init__(self, dsn: str, database: str, interval_s: float) -> None:
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._database = database
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.last_cpu: dict[int, float] = {}
+
+    def poll(self) -> set[int]:
+        """Read the live backends' CPU; the pids of those live now."""
+        live = backend_pids(self._conn, self._database)
+        self.last_cpu.update(cpu_of(live))
+        return live
+
+    def start(self) -> dict[int, float]:
+        self.poll()
+        at_start = dict(self.last_cpu)
+        self._thread.start()
+        return at_start
+
+    def stop(self) -> set[int]:
+        self._stop.set()
+        self._thread.join()
+        live = self.poll()
+        self._conn.close()
+        return live
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.poll()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--app-port", type=int, required=True)
     parser.add_argument("--redis-port", type=int, required=True)
     parser.add_argument("--database", required=True, help="the app's database name on the PostgreSQL server")
     parser.add_argument("--dsn", default="postgres://postgres@127.0.0.1:5432/postgres", help="to read pg_stat_activity")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between readings of the backends' CPU")
     parser.add_argument("--summary", type=Path, help="the run's k6_summary.json (default: RESULTS/k6_summary.json)")
     parser.add_argument("--requests", type=int, help="requests served, when the command writes no k6 summary")
     parser.add_argument("--output", type=Path)
@@ -76,16 +118,16 @@ def main() -> int:
     redis_root = server_cpu.find_listener(args.redis_port)
     if app_root is None or redis_root is None:
         parser.error(f"nothing listens on {'--app-port' if app_root is None else '--redis-port'}")
+    backends = BackendWatch(args.dsn, args.database, args.poll)
     app_before, redis_before = server_cpu.sample(app_root), server_cpu.sample(redis_root)
-    pg_before = cpu_of(backend_pids(args.dsn, args.database))
+    pg_before = backends.start()
 
     done = subprocess.run(command, cwd=ROOT, check=False)
 
     app_after, redis_after = server_cpu.sample(app_root), server_cpu.sample(redis_root)
-    pg_after = cpu_of(backend_pids(args.dsn, args.database) | set(pg_before))
-    # A backend that started during the run counts from zero; one that ended is lost (rare with
-    # persistent connections: run the app with CONN_MAX_AGE longer than the run).
-    pg_cpu = sum(after - pg_before.get(pid, 0.0) for pid, after in pg_after.items())
+    pg_live = backends.stop()
+    # A backend that started during the run counts from zero; one that ended, up to its last poll.
+    pg_cpu = sum(last - pg_before.get(pid, 0.0) for pid, last in backends.last_cpu.items())
 
     requests = args.requests
     if requests is None:
@@ -107,8 +149,8 @@ def main() -> int:
     result = {
         "requests": requests,
         "cpu_ms_per_request": figures,
-        # Their CPU during the run is not counted: a low PostgreSQL figure if this is not 0.
-        "postgresql_backends_ended": len(set(pg_before) - set(pg_after)),
+        # Counted up to their last poll: a slightly low PostgreSQL figure if this is large.
+        "postgresql_backends_ended": len(set(backends.last_cpu) - pg_live),
         "command_status": done.returncode,
     }
     print(json.dumps(result))
