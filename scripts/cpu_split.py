@@ -46,16 +46,9 @@ def backend_pids(conn: psycopg.Connection, database: str) -> set[int]:
 
 
 def cpu_of(pids: set[int]) -> dict[int, float]:
-    """CPU seconds of each process still running (server_cpu reads a finished one as 0)."""
-    found = {}
-    for pid in pids:
-        if not Path(f"/proc/{pid}").exists():
-            continue
-        try:
-            found[pid] = server_cpu.process_cpu_s(pid)
-        except (OSError, ValueError, IndexError, TypeError):
-            continue
-    return found
+    """CPU seconds of each process still running; one that has ended is left out, not read as 0."""
+    readings = {pid: server_cpu.read_cpu_s(pid) for pid in pids}
+    return {pid: cpu_s for pid, cpu_s in readings.items() if cpu_s is not None}
 
 
 class BackendWatch:

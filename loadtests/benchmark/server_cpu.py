@@ -80,13 +80,18 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime + cutime + cstime of one process, in seconds (0 if it is gone)."""
+def read_cpu_s(pid: int) -> float | None:
+    """utime + stime + cutime + cstime of one process, in seconds; None if it is gone."""
     fields = _stat_fields(pid)
     if fields is None:
-        return 0.0
+        return None
     # After the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
     return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+
+
+def process_cpu_s(pid: int) -> float:
+    """As read_cpu_s, with 0 for a process that is gone."""
+    return read_cpu_s(pid) or 0.0
 
 
 def sample(root: int) -> Sample:
